@@ -1,0 +1,127 @@
+//! CPU busy percentage from the aggregate `cpu` line of `/proc/stat`, computed the way
+//! psutil's `cpu_percent()` does on Linux.
+//!
+//! Owns: reading, parsing and the busy formula. Does not own: when reads happen; the
+//! percentage covers whatever time passed between two reads.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Probe};
+
+#[cfg(test)]
+mod tests;
+
+/// The aggregate CPU counters of `/proc/stat`, in clock ticks (USER_HZ).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+    pub guest: u64,
+    pub guest_nice: u64,
+}
+
+impl CpuTimes {
+    /// psutil `_cpu_tot_time`: every field, less guest time (already counted in user/nice).
+    fn total(&self) -> u64 {
+        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+    }
+
+    /// psutil `_cpu_busy_time` on Linux: busy = total - idle - iowait.
+    fn busy(&self) -> u64 {
+        self.total() - self.idle - self.iowait
+    }
+
+    /// Per-field difference, clamped at zero: counters can step back on CPU hot-unplug
+    /// (psutil `_cpu_times_deltas` does the same).
+    fn delta(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user.saturating_sub(earlier.user),
+            nice: self.nice.saturating_sub(earlier.nice),
+            system: self.system.saturating_sub(earlier.system),
+            idle: self.idle.saturating_sub(earlier.idle),
+            iowait: self.iowait.saturating_sub(earlier.iowait),
+            irq: self.irq.saturating_sub(earlier.irq),
+            softirq: self.softirq.saturating_sub(earlier.softirq),
+            steal: self.steal.saturating_sub(earlier.steal),
+            guest: self.guest.saturating_sub(earlier.guest),
+            guest_nice: self.guest_nice.saturating_sub(earlier.guest_nice),
+        }
+    }
+}
+
+/// Parses the aggregate `cpu ` line of `/proc/stat`. Kernels before 2.6.33 print fewer
+/// columns; missing trailing columns read as 0.
+pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| "no aggregate \"cpu\" line".to_owned())?;
+    let mut fields = [0u64; 10];
+    let mut count = 0;
+    for (slot, word) in fields.iter_mut().zip(line.split_ascii_whitespace().skip(1)) {
+        *slot = word
+            .parse()
+            .map_err(|_| format!("cpu column {} is not a counter: {word:?}", count + 1))?;
+        count += 1;
+    }
+    if count < 4 {
+        return Err(format!("cpu line has {count} columns, expected at least 4"));
+    }
+    let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = fields;
+    Ok(CpuTimes { user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice })
+}
+
+/// Busy % between two readings, or `None` when no CPU time passed between them.
+pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Option<f64> {
+    let d = later.delta(earlier);
+    crate::percent(d.busy() as f64, d.total() as f64)
+}
+
+/// The CPU probe: keeps the previous counters, so each read covers the time since the last.
+#[derive(Debug)]
+pub struct Cpu {
+    path: PathBuf,
+    previous: Option<CpuTimes>,
+}
+
+impl Cpu {
+    /// A probe reading `<procfs>/stat`. Takes its first counters now (if it can), so the
+    /// first `read` already measures the time since construction.
+    pub fn new(procfs: &Path) -> Self {
+        let mut cpu = Self { path: procfs.join("stat"), previous: None };
+        cpu.previous = cpu.times().ok();
+        cpu
+    }
+
+    /// The raw counters, read now.
+    pub fn times(&self) -> Result<CpuTimes, Error> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        parse_stat(&text).map_err(|what| Error::parse(&self.path, what))
+    }
+}
+
+impl Probe for Cpu {
+    type Output = f64;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn read(&mut self) -> Result<f64, Error> {
+        let now = self.times()?;
+        let Some(previous) = self.previous.replace(now) else {
+            return Err(Error::NotAvailable(
+                "first read of the CPU counters: a percentage needs two".into(),
+            ));
+        };
+        busy_percent(&previous, &now).ok_or_else(|| {
+            Error::NotAvailable("no CPU time elapsed since the previous read".into())
+        })
+    }
+}

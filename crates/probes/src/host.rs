@@ -1,0 +1,43 @@
+//! All host probes together, read one after the other: the simple way to take a
+//! [`Sample`](crate::Sample) for a program that needs no deadlines (the self-healing agent,
+//! `metrics-collector sample`). The service runs the probes separately, each with its own
+//! deadline.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::{Cpu, Disk, Memory, Probe, Roots, Sample, Thermal};
+
+/// One of each probe, reading the host at `roots`.
+#[derive(Debug)]
+pub struct HostProbes {
+    pub cpu: Cpu,
+    pub memory: Memory,
+    pub disk: Disk,
+    pub thermal: Thermal,
+}
+
+impl HostProbes {
+    /// Probes for the host at `roots`, reporting the filesystem holding `disk_path` (a
+    /// path as the host sees it, e.g. `/`).
+    pub fn new(roots: &Roots, disk_path: &Path) -> Self {
+        Self {
+            cpu: Cpu::new(&roots.procfs),
+            memory: Memory::new(&roots.procfs),
+            disk: Disk::new(&roots.host_path(disk_path)),
+            thermal: Thermal::new(&roots.sysfs),
+        }
+    }
+
+    /// Reads every family now. The CPU percentage covers the time since the previous call
+    /// (or since `new`).
+    pub fn sample(&mut self) -> Sample {
+        Sample {
+            taken_at: SystemTime::now(),
+            cpu_percent: self.cpu.read().map_err(Into::into),
+            memory: self.memory.read().map_err(Into::into),
+            disk: self.disk.read().map_err(Into::into),
+            cpu_celsius: self.thermal.read().map_err(Into::into),
+        }
+    }
+}
