@@ -1,1 +1,182 @@
-pub fn x() {}
+//! GPU readings behind one trait, [`GpuBackend`], and the types every backend fills:
+//! per-device [`Device`] readings and the aggregate view of [`GpuSample`].
+//!
+//! Owns: choosing a backend ([`select`]) and the null backend ([`NoGpu`]), which says why
+//! there is no GPU instead of inventing numbers. NVML (desktops, servers) and Jetson sysfs
+//! backends plug in here behind the same trait.
+//!
+//! Does not own: threads and deadlines (a backend call may block; the caller runs it off
+//! its async workers), serialisation, HTTP. Synchronous and runtime-free, like `probes`.
+
+use std::fmt;
+use std::str::FromStr;
+
+mod none;
+
+pub use none::NoGpu;
+
+/// Which implementation reads the GPUs (`backend` on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Nvml,
+    Jetson,
+    None,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nvml => "nvml",
+            Self::Jetson => "jetson",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the operator asked for (`METRICS_GPU_BACKEND`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Choice {
+    /// Whatever this machine has; never fails.
+    #[default]
+    Auto,
+    Nvml,
+    Jetson,
+    None,
+}
+
+impl FromStr for Choice {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "nvml" => Ok(Self::Nvml),
+            "jetson" => Ok(Self::Jetson),
+            "none" => Ok(Self::None),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A backend the operator asked for cannot run on this machine or in this build.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the {0} GPU backend is not available: {1}")]
+    Unavailable(BackendKind, String),
+}
+
+/// The readings of one GPU. A field the device cannot report is `None`, never 0.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Device {
+    pub index: u32,
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    pub utilization_percent: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub celsius: Option<f64>,
+    pub power_watts: Option<f64>,
+    /// Why this device could not be read this time (it stays listed).
+    pub error: Option<String>,
+}
+
+/// One reading of every GPU a backend sees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuSample {
+    pub backend: BackendKind,
+    /// Why there are no readings (no backend, library missing, ...), when there are none.
+    pub reason: Option<String>,
+    pub devices: Vec<Device>,
+}
+
+impl GpuSample {
+    /// No GPU readings, and why.
+    pub fn unavailable(backend: BackendKind, reason: impl Into<String>) -> Self {
+        Self {
+            backend,
+            reason: Some(reason.into()),
+            devices: Vec::new(),
+        }
+    }
+
+    /// `available` on the wire: some device gave a reading.
+    pub fn available(&self) -> bool {
+        self.reason.is_none() && !self.devices.is_empty()
+    }
+
+    /// The `gpu` field of `/metrics`: the mean utilisation of the devices that report one.
+    pub fn mean_utilization(&self) -> Option<f64> {
+        mean(self.devices.iter().filter_map(|d| d.utilization_percent))
+    }
+
+    /// Total memory in use across devices, if any device reports it.
+    pub fn memory_used_bytes(&self) -> Option<u64> {
+        sum(self.devices.iter().filter_map(|d| d.memory_used_bytes))
+    }
+
+    pub fn memory_total_bytes(&self) -> Option<u64> {
+        sum(self.devices.iter().filter_map(|d| d.memory_total_bytes))
+    }
+
+    /// The hottest device.
+    pub fn max_celsius(&self) -> Option<f64> {
+        self.devices
+            .iter()
+            .filter_map(|d| d.celsius)
+            .reduce(f64::max)
+    }
+
+    /// Total power draw across devices, watts.
+    pub fn power_watts(&self) -> Option<f64> {
+        let mut it = self.devices.iter().filter_map(|d| d.power_watts).peekable();
+        it.peek()?;
+        Some(it.sum())
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
+}
+
+fn sum(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut it = values.peekable();
+    it.peek()?;
+    Some(it.sum())
+}
+
+/// A source of GPU readings. `sample` may block (driver calls); it never panics on a
+/// driver error: a lost device shows up as its `error`, a lost backend as `reason`.
+pub trait GpuBackend: Send {
+    fn kind(&self) -> BackendKind;
+    fn sample(&mut self) -> GpuSample;
+}
+
+/// The backend for `choice` on this machine. `Auto` always succeeds (with [`NoGpu`] when
+/// nothing else is there); an explicit choice that cannot run is an error, so start-up
+/// can stop and say so.
+pub fn select(choice: Choice) -> Result<Box<dyn GpuBackend>, Error> {
+    match choice {
+        Choice::None => Ok(Box::new(NoGpu::new("disabled by METRICS_GPU_BACKEND=none"))),
+        Choice::Auto => Ok(Box::new(NoGpu::new(
+            "no GPU backend found: this build reads no NVML or Jetson GPU yet",
+        ))),
+        Choice::Nvml => Err(Error::Unavailable(
+            BackendKind::Nvml,
+            "this build has no NVML backend".into(),
+        )),
+        Choice::Jetson => Err(Error::Unavailable(
+            BackendKind::Jetson,
+            "this build has no Jetson backend".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

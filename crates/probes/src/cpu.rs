@@ -29,7 +29,14 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// psutil `_cpu_tot_time`: every field, less guest time (already counted in user/nice).
     fn total(&self) -> u64 {
-        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
     }
 
     /// psutil `_cpu_busy_time` on Linux: busy = total - idle - iowait.
@@ -73,8 +80,30 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
     if count < 4 {
         return Err(format!("cpu line has {count} columns, expected at least 4"));
     }
-    let [user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice] = fields;
-    Ok(CpuTimes { user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice })
+    let [
+        user,
+        nice,
+        system,
+        idle,
+        iowait,
+        irq,
+        softirq,
+        steal,
+        guest,
+        guest_nice,
+    ] = fields;
+    Ok(CpuTimes {
+        user,
+        nice,
+        system,
+        idle,
+        iowait,
+        irq,
+        softirq,
+        steal,
+        guest,
+        guest_nice,
+    })
 }
 
 /// Busy % between two readings, or `None` when no CPU time passed between them.
@@ -94,7 +123,10 @@ impl Cpu {
     /// A probe reading `<procfs>/stat`. Takes its first counters now (if it can), so the
     /// first `read` already measures the time since construction.
     pub fn new(procfs: &Path) -> Self {
-        let mut cpu = Self { path: procfs.join("stat"), previous: None };
+        let mut cpu = Self {
+            path: procfs.join("stat"),
+            previous: None,
+        };
         cpu.previous = cpu.times().ok();
         cpu
     }

@@ -48,7 +48,9 @@ pub struct Disk {
 
 impl Disk {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned() }
+        Self {
+            path: path.to_owned(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -62,7 +64,12 @@ pub fn usage(path: &Path) -> Result<DiskUsage, Error> {
         path: path.to_owned(),
         source: e.into(),
     })?;
-    Ok(DiskUsage::from_blocks(st.f_frsize, st.f_blocks, st.f_bfree, st.f_bavail))
+    Ok(DiskUsage::from_blocks(
+        st.f_frsize,
+        st.f_blocks,
+        st.f_bfree,
+        st.f_bavail,
+    ))
 }
 
 impl Probe for Disk {

@@ -17,8 +17,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The reading failed for a reason given in words (a transient or a fault).
     #[error("{0}")]
     NotAvailable(String),
+    /// The host has no such hardware (no CPU temperature sensor): not a fault.
+    #[error("{0}")]
+    Absent(String),
 }
 
 impl Error {

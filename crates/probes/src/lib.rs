@@ -37,17 +37,33 @@ pub type Reading<T> = Result<T, Unavailable>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unavailable {
     reason: String,
+    absent: bool,
 }
 
 impl Unavailable {
+    /// The reading failed: something that should work does not (a degraded service).
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
+            absent: false,
+        }
+    }
+
+    /// This host has no such thing (no temperature sensor, no GPU): not a fault.
+    pub fn absent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            absent: true,
         }
     }
 
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// True when the host simply lacks the hardware, so the service is not degraded by it.
+    pub fn is_absent(&self) -> bool {
+        self.absent
     }
 }
 
@@ -60,6 +76,7 @@ impl fmt::Display for Unavailable {
 impl From<Error> for Unavailable {
     fn from(e: Error) -> Self {
         // Keep the whole source chain: "reading /proc/stat: No such file or directory".
+        let absent = matches!(e, Error::Absent(_));
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -67,7 +84,7 @@ impl From<Error> for Unavailable {
             reason.push_str(&s.to_string());
             source = s.source();
         }
-        Self { reason }
+        Self { reason, absent }
     }
 }
 

@@ -32,9 +32,12 @@ impl MemoryUsage {
 
 /// Parses `/proc/meminfo`. Values there are in KiB whatever the "kB" says.
 pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
-    let (mut total, mut available, mut free, mut buffers, mut cached) = (None, None, None, None, None);
+    let (mut total, mut available, mut free, mut buffers, mut cached) =
+        (None, None, None, None, None);
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
         let slot = match key {
             "MemTotal" => &mut total,
             "MemAvailable" => &mut available,
@@ -44,7 +47,9 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
             _ => continue,
         };
         let number = rest.trim().trim_end_matches("kB").trim();
-        let kib: u64 = number.parse().map_err(|_| format!("{key} is not a number: {number:?}"))?;
+        let kib: u64 = number
+            .parse()
+            .map_err(|_| format!("{key} is not a number: {number:?}"))?;
         *slot = Some(kib.saturating_mul(1024));
     }
     let total = total.ok_or("no MemTotal line")?;
@@ -60,7 +65,10 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
             _ => return Err("neither MemAvailable nor MemFree".into()),
         },
     };
-    Ok(MemoryUsage { total_bytes: total, available_bytes: available.min(total) })
+    Ok(MemoryUsage {
+        total_bytes: total,
+        available_bytes: available.min(total),
+    })
 }
 
 /// The memory probe, reading `<procfs>/meminfo`.
@@ -71,7 +79,9 @@ pub struct Memory {
 
 impl Memory {
     pub fn new(procfs: &Path) -> Self {
-        Self { path: procfs.join("meminfo") }
+        Self {
+            path: procfs.join("meminfo"),
+        }
     }
 }
 

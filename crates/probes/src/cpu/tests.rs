@@ -11,7 +11,15 @@ fn parses_the_aggregate_line_of_a_real_proc_stat() {
                 intr 114930548 113199788 3 0 5 263 0 4 [...]\nctxt 1990473\n";
     assert_eq!(
         times(text),
-        CpuTimes { user: 4705, nice: 356, system: 584, idle: 3699176, iowait: 23, softirq: 23, ..Default::default() }
+        CpuTimes {
+            user: 4705,
+            nice: 356,
+            system: 584,
+            idle: 3699176,
+            iowait: 23,
+            softirq: 23,
+            ..Default::default()
+        }
     );
 }
 
@@ -37,13 +45,33 @@ fn malformed_stat_files_are_errors() {
 fn busy_is_total_less_idle_and_iowait() {
     // (earlier, later, expected percent): psutil cpu_percent on the same counters.
     let cases = [
-        ("cpu 0 0 0 0 0 0 0 0 0 0", "cpu 50 0 0 50 0 0 0 0 0 0", Some(50.0)),
-        ("cpu 0 0 0 0 0 0 0 0 0 0", "cpu 10 0 0 60 30 0 0 0 0 0", Some(10.0)),
-        ("cpu 0 0 0 0 0 0 0 0 0 0", "cpu 25 25 25 0 0 10 10 5 0 0", Some(100.0)),
+        (
+            "cpu 0 0 0 0 0 0 0 0 0 0",
+            "cpu 50 0 0 50 0 0 0 0 0 0",
+            Some(50.0),
+        ),
+        (
+            "cpu 0 0 0 0 0 0 0 0 0 0",
+            "cpu 10 0 0 60 30 0 0 0 0 0",
+            Some(10.0),
+        ),
+        (
+            "cpu 0 0 0 0 0 0 0 0 0 0",
+            "cpu 25 25 25 0 0 10 10 5 0 0",
+            Some(100.0),
+        ),
         // guest time is already inside user: it must not count twice
-        ("cpu 0 0 0 0 0 0 0 0 0 0", "cpu 40 0 0 60 0 0 0 0 40 0", Some(40.0)),
+        (
+            "cpu 0 0 0 0 0 0 0 0 0 0",
+            "cpu 40 0 0 60 0 0 0 0 40 0",
+            Some(40.0),
+        ),
         // a counter stepping back (CPU unplugged) is clamped, not negative
-        ("cpu 100 0 0 100 0 0 0 0 0 0", "cpu 90 0 0 200 0 0 0 0 0 0", Some(0.0)),
+        (
+            "cpu 100 0 0 100 0 0 0 0 0 0",
+            "cpu 90 0 0 200 0 0 0 0 0 0",
+            Some(0.0),
+        ),
         ("cpu 5 0 0 5 0 0 0 0 0 0", "cpu 5 0 0 5 0 0 0 0 0 0", None),
     ];
     for (a, b, want) in cases {

@@ -9,7 +9,7 @@ fn df_semantics_on_an_ext4_with_reserved_blocks() {
     let d = DiskUsage::from_blocks(4096, blocks, bfree, bavail);
     assert_eq!(d.total_bytes, 107_374_182_400);
     assert_eq!(d.used_bytes, 53_687_091_200);
-    assert_eq!(d.free_bytes, (bavail as u64) * 4096);
+    assert_eq!(d.free_bytes, bavail * 4096);
     // df prints 53 % (used / (used + avail)), not 50 % (used / total).
     assert_eq!(crate::round1(d.percent().unwrap()), 52.6);
 }

@@ -19,7 +19,8 @@ fn percent_is_total_less_available_over_total() {
 
 #[test]
 fn old_kernels_without_memavailable_use_free_buffers_and_cache() {
-    let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n").unwrap();
+    let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n")
+        .unwrap();
     assert_eq!(m.available_bytes, 400 * 1024);
     assert_eq!(m.percent(), Some(60.0));
 }

@@ -1,0 +1,323 @@
+//! Configuration, in two stages: raw strings from the environment and a `.env` file (the
+//! process environment wins), then validated, typed values. The only place in the
+//! workspace that reads the environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// Every setting, validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) live_interval: Duration,
+    pub(crate) persist_interval: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) listen: SocketAddr,
+    /// The filesystem whose usage is reported, as the host sees it.
+    pub(crate) disk_path: PathBuf,
+    pub(crate) gpu: gpu::Choice,
+    /// Recorded with every persisted row.
+    pub(crate) host: String,
+    pub(crate) roots: probes::Roots,
+    /// `None` when `POSTGRES_HOST` is empty: persistence is off.
+    pub(crate) postgres: Option<Postgres>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Postgres {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    // Read by the store's connection settings once persistence lands.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) password: Password,
+    pub(crate) dbname: String,
+}
+
+/// A password: usable, never shown. `Debug` and `Display` print `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Password(Option<String>);
+
+impl Password {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn expose(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A setting with a bad value: one line naming the variable, the value and what is expected.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("{variable}={value:?}: expected {expected}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("{path}: {message}")]
+    DotEnv { path: String, message: String },
+}
+
+fn invalid(variable: &'static str, value: &str, expected: impl Into<String>) -> Error {
+    Error::Invalid {
+        variable,
+        value: value.to_owned(),
+        expected: expected.into(),
+    }
+}
+
+/// The variables, with their defaults, as `--help` lists them.
+pub(crate) const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "METRICS_INTERVAL_LIVE",
+        "5",
+        "seconds between samples; decimals allowed (0.5)",
+    ),
+    (
+        "METRICS_INTERVAL_PERSIST",
+        "30",
+        "seconds per persisted window (>= the live interval)",
+    ),
+    (
+        "METRICS_RETENTION_DAYS",
+        "7",
+        "days of history kept in PostgreSQL",
+    ),
+    (
+        "METRICS_LISTEN",
+        "0.0.0.0:9100",
+        "address and port of the HTTP API",
+    ),
+    (
+        "METRICS_DISK_PATH",
+        "/",
+        "the filesystem whose usage is reported",
+    ),
+    ("METRICS_GPU_BACKEND", "auto", "auto, nvml, jetson or none"),
+    (
+        "METRICS_HOST",
+        "(the hostname)",
+        "the host recorded with every row",
+    ),
+    (
+        "METRICS_ROOTFS",
+        "/",
+        "where the host's root filesystem is mounted",
+    ),
+    (
+        "METRICS_PROCFS",
+        "/proc",
+        "where the host's /proc is mounted",
+    ),
+    ("METRICS_SYSFS", "/sys", "where the host's /sys is mounted"),
+    (
+        "POSTGRES_HOST",
+        "postgres-db",
+        "database host; empty disables persistence",
+    ),
+    ("POSTGRES_PORT", "5432", "database port"),
+    ("POSTGRES_USER", "arasul", "database user"),
+    (
+        "POSTGRES_PASSWORD",
+        "(none)",
+        "database password; never printed",
+    ),
+    ("POSTGRES_DB", "arasul_db", "database name"),
+];
+
+/// Reads `.env` from `dotenv` (if it exists) and overlays `process_env` on it.
+pub(crate) fn load(
+    dotenv: &Path,
+    process_env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, Error> {
+    let mut map = HashMap::new();
+    match dotenvy::from_path_iter(dotenv) {
+        Ok(entries) => {
+            for entry in entries {
+                let (k, v) = entry.map_err(|e| Error::DotEnv {
+                    path: dotenv.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                map.insert(k, v);
+            }
+        }
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::DotEnv {
+                path: dotenv.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+    }
+    map.extend(process_env);
+    from_map(map)
+}
+
+/// Validates raw values. Tests call this with a map; the service with `load`.
+pub(crate) fn from_map(map: HashMap<String, String>) -> Result<Config, Error> {
+    // The `config` crate holds the raw layer (keys case-insensitive, values as strings).
+    let raw = config::Config::builder()
+        .add_source(
+            config::Environment::default()
+                .source(Some(map))
+                .try_parsing(false),
+        )
+        .build()
+        .map_err(|e| Error::DotEnv {
+            path: "environment".into(),
+            message: e.to_string(),
+        })?;
+    let get = |name: &str| raw.get_string(&name.to_ascii_lowercase()).ok();
+
+    let live_interval = seconds(&get, "METRICS_INTERVAL_LIVE", 5.0)?;
+    let persist_interval = seconds(&get, "METRICS_INTERVAL_PERSIST", 30.0)?;
+    if persist_interval < live_interval {
+        let value = get("METRICS_INTERVAL_PERSIST").unwrap_or_else(|| "30".into());
+        return Err(invalid(
+            "METRICS_INTERVAL_PERSIST",
+            &value,
+            format!(
+                "seconds >= METRICS_INTERVAL_LIVE ({})",
+                live_interval.as_secs_f64()
+            ),
+        ));
+    }
+    let retention = match get("METRICS_RETENTION_DAYS") {
+        None => Duration::from_secs(7 * 86_400),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(days) if days.is_finite() && days > 0.0 && days <= 3650.0 => {
+                Duration::from_secs_f64(days * 86_400.0)
+            }
+            _ => {
+                return Err(invalid(
+                    "METRICS_RETENTION_DAYS",
+                    &v,
+                    "days > 0 (at most 3650)",
+                ));
+            }
+        },
+    };
+    let listen = match get("METRICS_LISTEN") {
+        None => SocketAddr::from(([0, 0, 0, 0], 9100)),
+        Some(v) => v.trim().parse().map_err(|_| {
+            invalid(
+                "METRICS_LISTEN",
+                &v,
+                "an address and port such as 0.0.0.0:9100 or [::]:9100",
+            )
+        })?,
+    };
+    let disk_path = absolute(&get, "METRICS_DISK_PATH", "/")?;
+    let gpu = match get("METRICS_GPU_BACKEND") {
+        None => gpu::Choice::Auto,
+        Some(v) => v
+            .parse()
+            .map_err(|()| invalid("METRICS_GPU_BACKEND", &v, "auto, nvml, jetson or none"))?,
+    };
+    let host = match get("METRICS_HOST") {
+        Some(v) if v.trim().is_empty() => {
+            return Err(invalid("METRICS_HOST", &v, "a non-empty host name"));
+        }
+        Some(v) => v.trim().to_owned(),
+        None => hostname(),
+    };
+    let roots = probes::Roots {
+        rootfs: absolute(&get, "METRICS_ROOTFS", "/")?,
+        procfs: absolute(&get, "METRICS_PROCFS", "/proc")?,
+        sysfs: absolute(&get, "METRICS_SYSFS", "/sys")?,
+    };
+    let postgres_host = get("POSTGRES_HOST").unwrap_or_else(|| "postgres-db".into());
+    let postgres = if postgres_host.trim().is_empty() {
+        None
+    } else {
+        let port = match get("POSTGRES_PORT") {
+            None => 5432,
+            Some(v) => match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(invalid("POSTGRES_PORT", &v, "a port number 1-65535")),
+            },
+        };
+        Some(Postgres {
+            host: postgres_host.trim().to_owned(),
+            port,
+            user: get("POSTGRES_USER").unwrap_or_else(|| "arasul".into()),
+            password: Password(get("POSTGRES_PASSWORD")),
+            dbname: get("POSTGRES_DB").unwrap_or_else(|| "arasul_db".into()),
+        })
+    };
+    Ok(Config {
+        live_interval,
+        persist_interval,
+        retention,
+        listen,
+        disk_path,
+        gpu,
+        host,
+        roots,
+        postgres,
+    })
+}
+
+/// The shortest live interval: CPU counters tick at 100 Hz, so shorter windows read noise.
+const MIN_INTERVAL_S: f64 = 0.1;
+const MAX_INTERVAL_S: f64 = 86_400.0;
+
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: f64,
+) -> Result<Duration, Error> {
+    let Some(value) = get(variable) else {
+        return Ok(Duration::from_secs_f64(default));
+    };
+    match value.trim().parse::<f64>() {
+        Ok(s) if (MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(invalid(
+            variable,
+            &value,
+            format!("seconds >= {MIN_INTERVAL_S} (at most {MAX_INTERVAL_S})"),
+        )),
+    }
+}
+
+fn absolute(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: &str,
+) -> Result<PathBuf, Error> {
+    let value = get(variable).unwrap_or_else(|| default.to_owned());
+    let path = PathBuf::from(value.trim());
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(invalid(variable, &value, "an absolute path"))
+    }
+}
+
+/// The machine's host name (uname's nodename), `localhost` if it has none.
+fn hostname() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name.into_owned()
+    }
+}

@@ -1,0 +1,166 @@
+use super::*;
+
+fn config(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+    from_map(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn error_line(pairs: &[(&str, &str)]) -> String {
+    config(pairs).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_are_the_seed_services() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.live_interval, Duration::from_secs(5));
+    assert_eq!(c.persist_interval, Duration::from_secs(30));
+    assert_eq!(c.retention, Duration::from_secs(7 * 86400));
+    assert_eq!(c.listen, "0.0.0.0:9100".parse().unwrap());
+    assert_eq!(c.disk_path, Path::new("/"));
+    assert_eq!(c.gpu, gpu::Choice::Auto);
+    assert_eq!(c.roots, probes::Roots::default());
+    assert!(!c.host.is_empty());
+    let pg = c.postgres.unwrap();
+    assert_eq!(
+        (
+            pg.host.as_str(),
+            pg.port,
+            pg.user.as_str(),
+            pg.dbname.as_str()
+        ),
+        ("postgres-db", 5432, "arasul", "arasul_db")
+    );
+}
+
+#[test]
+fn decimals_and_overrides_parse() {
+    let c = config(&[
+        ("METRICS_INTERVAL_LIVE", "0.5"),
+        ("METRICS_INTERVAL_PERSIST", "2.5"),
+        ("METRICS_RETENTION_DAYS", "0.5"),
+        ("METRICS_LISTEN", "[::1]:0"),
+        ("METRICS_GPU_BACKEND", "None"),
+        ("METRICS_PROCFS", "/host/proc"),
+        ("POSTGRES_HOST", ""),
+    ])
+    .unwrap();
+    assert_eq!(c.live_interval, Duration::from_millis(500));
+    assert_eq!(c.persist_interval, Duration::from_millis(2500));
+    assert_eq!(c.retention, Duration::from_secs(43200));
+    assert_eq!(c.listen, "[::1]:0".parse().unwrap());
+    assert_eq!(c.gpu, gpu::Choice::None);
+    assert_eq!(c.roots.procfs, Path::new("/host/proc"));
+    assert!(
+        c.postgres.is_none(),
+        "an empty POSTGRES_HOST disables persistence"
+    );
+}
+
+#[test]
+fn every_bad_setting_names_variable_value_and_expectation() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("METRICS_INTERVAL_LIVE", "abc")],
+            "METRICS_INTERVAL_LIVE=\"abc\": expected seconds >= 0.1",
+        ),
+        (
+            &[("METRICS_INTERVAL_LIVE", "0")],
+            "METRICS_INTERVAL_LIVE=\"0\": expected seconds",
+        ),
+        (
+            &[("METRICS_INTERVAL_LIVE", "-5")],
+            "METRICS_INTERVAL_LIVE=\"-5\"",
+        ),
+        (
+            &[("METRICS_INTERVAL_LIVE", "NaN")],
+            "METRICS_INTERVAL_LIVE=\"NaN\"",
+        ),
+        (
+            &[("METRICS_INTERVAL_PERSIST", "0")],
+            "METRICS_INTERVAL_PERSIST=\"0\"",
+        ),
+        (
+            &[
+                ("METRICS_INTERVAL_LIVE", "10"),
+                ("METRICS_INTERVAL_PERSIST", "5"),
+            ],
+            "METRICS_INTERVAL_PERSIST=\"5\": expected seconds >= METRICS_INTERVAL_LIVE (10)",
+        ),
+        (
+            &[("METRICS_INTERVAL_LIVE", "60")],
+            "METRICS_INTERVAL_PERSIST=\"30\"",
+        ),
+        (
+            &[("METRICS_RETENTION_DAYS", "0")],
+            "METRICS_RETENTION_DAYS=\"0\": expected days > 0",
+        ),
+        (
+            &[("METRICS_RETENTION_DAYS", "week")],
+            "METRICS_RETENTION_DAYS=\"week\"",
+        ),
+        (
+            &[("METRICS_LISTEN", "localhost")],
+            "METRICS_LISTEN=\"localhost\": expected an address and port",
+        ),
+        (
+            &[("METRICS_LISTEN", "0.0.0.0:99999")],
+            "METRICS_LISTEN=\"0.0.0.0:99999\"",
+        ),
+        (
+            &[("METRICS_DISK_PATH", "data")],
+            "METRICS_DISK_PATH=\"data\": expected an absolute path",
+        ),
+        (
+            &[("METRICS_GPU_BACKEND", "cuda")],
+            "METRICS_GPU_BACKEND=\"cuda\": expected auto, nvml, jetson or none",
+        ),
+        (&[("METRICS_HOST", " ")], "METRICS_HOST=\" \""),
+        (&[("METRICS_SYSFS", "sys")], "METRICS_SYSFS=\"sys\""),
+        (
+            &[("POSTGRES_PORT", "0")],
+            "POSTGRES_PORT=\"0\": expected a port number",
+        ),
+        (&[("POSTGRES_PORT", "five")], "POSTGRES_PORT=\"five\""),
+    ];
+    for (pairs, want) in cases {
+        let line = error_line(pairs);
+        assert!(line.starts_with(want), "{pairs:?}: {line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+    }
+}
+
+#[test]
+fn the_password_is_never_shown() {
+    let c = config(&[("POSTGRES_PASSWORD", "hunter2")]).unwrap();
+    let pg = c.postgres.clone().unwrap();
+    assert_eq!(pg.password.expose(), Some("hunter2"));
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert_eq!(pg.password.to_string(), "***");
+}
+
+#[test]
+fn process_environment_wins_over_dotenv() {
+    let dir = std::env::temp_dir().join(format!("mc-dotenv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(".env");
+    std::fs::write(&path, "METRICS_INTERVAL_LIVE=2\nMETRICS_INTERVAL_PERSIST=4\n# a comment\nMETRICS_HOST=from-dotenv\n").unwrap();
+    let c = load(
+        &path,
+        [("METRICS_HOST".to_string(), "from-env".to_string())],
+    )
+    .unwrap();
+    assert_eq!(c.live_interval, Duration::from_secs(2));
+    assert_eq!(c.host, "from-env");
+    assert!(
+        load(&dir.join("missing.env"), []).is_ok(),
+        "no .env is fine"
+    );
+    std::fs::write(&path, "NOT VALID LINE\n").unwrap();
+    let err = load(&path, []).unwrap_err().to_string();
+    assert!(err.contains(".env"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,240 @@
+//! The sampling loop: one tick every live interval, each family read off the async workers
+//! with its own deadline, the result published once for every reader.
+//!
+//! A family that fails, panics or hangs gives `null` with a reason for that tick; the
+//! others and the loop carry on. A hung read (statvfs on a dead network mount) keeps its
+//! thread; later ticks do not pile more threads onto it, they report it as still stuck.
+
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant, SystemTime};
+
+use api::{ProbeState, Published, Snapshot};
+use gpu::GpuBackend;
+use probes::{Probe, Reading, Unavailable};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+#[cfg(test)]
+mod tests;
+
+type Shared<P> = Arc<Mutex<P>>;
+
+/// The probes of one host and what the loop remembers between ticks.
+pub(crate) struct Sampler<C, M, D, T> {
+    cpu: Shared<C>,
+    memory: Shared<M>,
+    disk: Shared<D>,
+    thermal: Shared<T>,
+    gpu: Shared<Box<dyn GpuBackend>>,
+    deadline: Duration,
+    seq: u64,
+    last_ok: [Option<SystemTime>; 5],
+    last_success: Option<Instant>,
+}
+
+/// The service's sampler over the real probes.
+pub(crate) type HostSampler = Sampler<probes::Cpu, probes::Memory, probes::Disk, probes::Thermal>;
+
+impl HostSampler {
+    pub(crate) fn for_host(
+        probes: probes::HostProbes,
+        gpu: Box<dyn GpuBackend>,
+        deadline: Duration,
+    ) -> Self {
+        Self::new(
+            probes.cpu,
+            probes.memory,
+            probes.disk,
+            probes.thermal,
+            gpu,
+            deadline,
+        )
+    }
+}
+
+impl<C, M, D, T> Sampler<C, M, D, T>
+where
+    C: Probe<Output = f64> + 'static,
+    M: Probe<Output = probes::MemoryUsage> + 'static,
+    D: Probe<Output = probes::DiskUsage> + 'static,
+    T: Probe<Output = f64> + 'static,
+{
+    pub(crate) fn new(
+        cpu: C,
+        memory: M,
+        disk: D,
+        thermal: T,
+        gpu: Box<dyn GpuBackend>,
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            cpu: Arc::new(Mutex::new(cpu)),
+            memory: Arc::new(Mutex::new(memory)),
+            disk: Arc::new(Mutex::new(disk)),
+            thermal: Arc::new(Mutex::new(thermal)),
+            gpu: Arc::new(Mutex::new(gpu)),
+            deadline,
+            seq: 0,
+            last_ok: [None; 5],
+            last_success: None,
+        }
+    }
+
+    /// Reads every family at once, each bounded by the deadline, and builds the snapshot
+    /// of this tick. `taken_at`/`now` are the moment of the tick.
+    pub(crate) async fn tick(&mut self, taken_at: SystemTime, now: Instant) -> Published {
+        let deadline = self.deadline;
+        let (cpu, memory, disk, thermal, gpu) = tokio::join!(
+            read(&self.cpu, deadline),
+            read(&self.memory, deadline),
+            read(&self.disk, deadline),
+            read(&self.thermal, deadline),
+            run_guarded(&self.gpu, deadline, |g| Ok(g.sample())),
+        );
+        let gpu_kind = self.gpu.lock().map_or(gpu::BackendKind::None, |g| g.kind());
+        let (gpu_sample, gpu_time) = gpu;
+        let gpu_sample =
+            gpu_sample.unwrap_or_else(|e| gpu::GpuSample::unavailable(gpu_kind, e.reason()));
+        let gpu_error = gpu_sample.reason.as_ref().map(|r| {
+            if gpu_sample.backend == gpu::BackendKind::None {
+                Unavailable::absent(r)
+            } else {
+                Unavailable::new(r)
+            }
+        });
+
+        self.seq += 1;
+        let errors = [
+            cpu.0.as_ref().err().cloned(),
+            memory.0.as_ref().err().cloned(),
+            disk.0.as_ref().err().cloned(),
+            thermal.0.as_ref().err().cloned(),
+            gpu_error,
+        ];
+        let times = [cpu.1, memory.1, disk.1, thermal.1, gpu_time];
+        let names = ["cpu", "memory", "disk", "thermal", "gpu"];
+        let mut states = Vec::with_capacity(names.len());
+        for (i, error) in errors.into_iter().enumerate() {
+            if error.is_none() {
+                self.last_ok[i] = Some(taken_at);
+            }
+            states.push(ProbeState {
+                name: names[i],
+                last_duration: times[i],
+                error,
+                last_ok: self.last_ok[i],
+            });
+        }
+        let snapshot = Snapshot {
+            seq: self.seq,
+            sample: probes::Sample {
+                taken_at,
+                cpu_percent: cpu.0,
+                memory: memory.0,
+                disk: disk.0,
+                cpu_celsius: thermal.0,
+            },
+            gpu: gpu_sample,
+            probes: states,
+        };
+        if snapshot.succeeded() {
+            self.last_success = Some(now);
+        }
+        Published::new(snapshot, now, self.last_success)
+    }
+}
+
+async fn read<P: Probe + 'static>(
+    probe: &Shared<P>,
+    deadline: Duration,
+) -> (Reading<P::Output>, Duration)
+where
+    P::Output: Send + 'static,
+{
+    run_guarded(probe, deadline, |p| p.read().map_err(Unavailable::from)).await
+}
+
+/// Runs `f` on the blocking pool with the probe locked, waiting at most `deadline`. A probe
+/// whose previous read is still running (hung) is not read again.
+async fn run_guarded<P, R, F>(probe: &Shared<P>, deadline: Duration, f: F) -> (Reading<R>, Duration)
+where
+    P: Send + 'static + ?Sized,
+    R: Send + 'static,
+    F: FnOnce(&mut P) -> Reading<R> + Send + 'static,
+{
+    let probe = Arc::clone(probe);
+    let started = Instant::now();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut guard = match probe.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                return Err(Unavailable::new(
+                    "the previous read has not returned yet (hung)",
+                ));
+            }
+            // A read panicked earlier; its state is still usable for a fresh read.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    });
+    let result = match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(reading)) => reading,
+        Ok(Err(join)) if join.is_panic() => Err(Unavailable::new(format!(
+            "the read panicked: {}",
+            panic_message(join)
+        ))),
+        Ok(Err(_)) => Err(Unavailable::new("the read was cancelled")),
+        Err(_) => Err(Unavailable::new(format!(
+            "timed out after {:.1} s",
+            deadline.as_secs_f64()
+        ))),
+    };
+    (result, started.elapsed().min(deadline))
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// How soon after start the first sample is taken: long enough for a first CPU percentage.
+pub(crate) fn first_tick_delay(live: Duration) -> Duration {
+    live.min(Duration::from_millis(500))
+}
+
+/// Ticks every `live` (on a fixed schedule: a slow tick does not push later ones back; a
+/// missed tick is skipped), publishing each snapshot, until `shutdown` changes.
+pub(crate) async fn run<C, M, D, T>(
+    mut sampler: Sampler<C, M, D, T>,
+    live: Duration,
+    publish: watch::Sender<Option<Arc<Published>>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: Probe<Output = f64> + 'static,
+    M: Probe<Output = probes::MemoryUsage> + 'static,
+    D: Probe<Output = probes::DiskUsage> + 'static,
+    T: Probe<Output = f64> + 'static,
+{
+    let start = tokio::time::Instant::now() + first_tick_delay(live);
+    let mut ticker = tokio::time::interval_at(start, live);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let published = sampler
+            .tick(SystemTime::now(), tokio::time::Instant::now().into_std())
+            .await;
+        for state in &published.snapshot.probes {
+            if let Some(e) = state.error.as_ref().filter(|e| !e.is_absent()) {
+                tracing::debug!(probe = state.name, reason = %e, "probe unavailable this tick");
+            }
+        }
+        publish.send_replace(Some(Arc::new(published)));
+    }
+}

@@ -1,0 +1,214 @@
+//! `/health`: what the self-healing agent acts on. Computed per request (uptime and ages
+//! change every moment) from the latest snapshot and the database status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::wire::{rfc3339, to_bytes};
+use crate::{AppState, Published};
+
+/// How many live intervals may pass without a successful sample before `/health` is 503.
+const STALE_INTERVALS: u32 = 3;
+
+/// Where persistence stands (SPEC §3 `database`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DatabaseState {
+    /// Persistence is switched off (`POSTGRES_HOST` empty, or not built yet).
+    #[default]
+    Disabled,
+    Connected,
+    Unreachable,
+}
+
+impl DatabaseState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Connected => "connected",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The store's view, published by its writer for `/health`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseStatus {
+    pub state: DatabaseState,
+    /// Rows waiting in the queue to be written.
+    pub pending_rows: u64,
+    /// Windows dropped because the queue was full (oldest first).
+    pub dropped_windows: u64,
+    /// The last error talking to the database (never containing the password).
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HealthWire<'a> {
+    status: &'static str,
+    uptime_seconds: f64,
+    last_sample_at: Option<String>,
+    last_sample_age_seconds: Option<f64>,
+    last_success_age_seconds: Option<f64>,
+    sample_seq: u64,
+    interval_seconds: f64,
+    host: &'a str,
+    version: &'static str,
+    metrics: Summary,
+    probes: BTreeMap<&'static str, ProbeWire<'a>>,
+    database: DatabaseWire<'a>,
+    gpu: GpuHealthWire<'a>,
+    problems: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    cpu: Option<f64>,
+    ram: Option<f64>,
+    gpu: Option<f64>,
+    temperature: Option<f64>,
+    disk_percent: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ProbeWire<'a> {
+    /// `ok`, `error`, or `absent` (the host has no such hardware: not a fault).
+    state: &'static str,
+    last_duration_ms: f64,
+    error: Option<&'a str>,
+    last_ok: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DatabaseWire<'a> {
+    state: &'static str,
+    pending_rows: u64,
+    dropped_windows: u64,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct GpuHealthWire<'a> {
+    backend: &'static str,
+    available: bool,
+    reason: Option<&'a str>,
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// The `/health` answer: 200 with `ok` or `degraded`, or 503 (same body) when no sample
+/// has succeeded for three live intervals (or none yet).
+pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
+    let latest = state.latest.borrow().clone();
+    let database = state.database.borrow().clone();
+    let mut problems = Vec::new();
+
+    let stale_after = state.live_interval * STALE_INTERVALS;
+    let success_age = latest
+        .as_ref()
+        .and_then(|p| p.last_success)
+        .map(|t| now.saturating_duration_since(t));
+    let serving = match success_age {
+        Some(age) if age <= stale_after => true,
+        Some(age) => {
+            problems.push(format!(
+                "no successful sample for {:.1} s",
+                age.as_secs_f64()
+            ));
+            false
+        }
+        None => {
+            problems.push("no successful sample yet".to_owned());
+            false
+        }
+    };
+
+    let mut probes = BTreeMap::new();
+    let mut summary = Summary::default();
+    let (mut gpu_backend, mut gpu_available, mut gpu_reason) = ("none", false, None);
+    if let Some(p) = latest.as_deref() {
+        summary = summarize(p);
+        for probe in &p.snapshot.probes {
+            let (state_name, error) = match &probe.error {
+                None => ("ok", None),
+                Some(e) if e.is_absent() => ("absent", Some(e.reason())),
+                Some(e) => {
+                    problems.push(format!("{}: {}", probe.name, e.reason()));
+                    ("error", Some(e.reason()))
+                }
+            };
+            probes.insert(
+                probe.name,
+                ProbeWire {
+                    state: state_name,
+                    last_duration_ms: (probe.last_duration.as_secs_f64() * 1e6).round() / 1e3,
+                    error,
+                    last_ok: probe.last_ok.map(rfc3339),
+                },
+            );
+        }
+        let g = &p.snapshot.gpu;
+        gpu_backend = g.backend.as_str();
+        gpu_available = g.available();
+        gpu_reason = g.reason.as_deref();
+    }
+    if database.state == DatabaseState::Unreachable {
+        problems.push(format!(
+            "database unreachable{}",
+            database
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+
+    let body = HealthWire {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        uptime_seconds: secs(now.saturating_duration_since(state.started)),
+        last_sample_at: latest.as_ref().map(|p| rfc3339(p.snapshot.sample.taken_at)),
+        last_sample_age_seconds: latest
+            .as_ref()
+            .map(|p| secs(now.saturating_duration_since(p.taken))),
+        last_success_age_seconds: success_age.map(secs),
+        sample_seq: latest.as_ref().map_or(0, |p| p.snapshot.seq),
+        interval_seconds: state.live_interval.as_secs_f64(),
+        host: &state.host,
+        version: env!("CARGO_PKG_VERSION"),
+        metrics: summary,
+        probes,
+        database: DatabaseWire {
+            state: database.state.as_str(),
+            pending_rows: database.pending_rows,
+            dropped_windows: database.dropped_windows,
+            error: database.last_error.as_deref(),
+        },
+        gpu: GpuHealthWire {
+            backend: gpu_backend,
+            available: gpu_available,
+            reason: gpu_reason,
+        },
+        problems,
+    };
+    (serving, to_bytes(&body))
+}
+
+fn summarize(p: &Published) -> Summary {
+    let s = &p.snapshot;
+    let r = |v: Option<f64>| v.filter(|x| x.is_finite()).map(probes::round1);
+    Summary {
+        cpu: r(s.sample.cpu_percent.as_ref().ok().copied()),
+        ram: r(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
+        gpu: r(s.gpu.mean_utilization()),
+        temperature: r(s.temperature()),
+        disk_percent: r(s.sample.disk.as_ref().ok().and_then(|d| d.percent())),
+    }
+}

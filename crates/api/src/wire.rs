@@ -1,0 +1,150 @@
+//! The JSON of each endpoint. Field names are the seed service's; percentages and degrees
+//! carry one decimal as the seed's did; an unknown value is `null`, never 0.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::Snapshot;
+
+/// RFC 3339 in UTC with a `Z` and milliseconds (`2024-01-15T10:30:00.250Z`): sub-second
+/// live intervals need the fraction to keep timestamps distinct.
+pub fn rfc3339(t: SystemTime) -> String {
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::from(t)
+        .format(&format)
+        // A SystemTime always has a year the format can print (years -9999..=9999).
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000Z"))
+}
+
+fn one_decimal(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite()).map(probes::round1)
+}
+
+#[derive(Serialize)]
+struct MetricsWire {
+    cpu: Option<f64>,
+    ram: Option<f64>,
+    gpu: Option<f64>,
+    temperature: Option<f64>,
+    disk: DiskWire,
+    timestamp: String,
+}
+
+/// `disk` stays an object when unknown (its members become `null`), so a consumer reading
+/// `disk.percent` never trips over a `null` disk.
+#[derive(Serialize)]
+struct DiskWire {
+    used: Option<u64>,
+    free: Option<u64>,
+    total: Option<u64>,
+    percent: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct GpuWire<'a> {
+    available: bool,
+    backend: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    utilization: Option<f64>,
+    memory_used: Option<u64>,
+    memory_total: Option<u64>,
+    temperature: Option<f64>,
+    power_draw: Option<f64>,
+    gpus: Vec<DeviceWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeviceWire<'a> {
+    index: u32,
+    name: Option<&'a str>,
+    uuid: Option<&'a str>,
+    utilization: Option<f64>,
+    memory_used: Option<u64>,
+    memory_total: Option<u64>,
+    temperature: Option<f64>,
+    power_draw: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+pub(crate) fn to_bytes(value: &impl Serialize) -> Bytes {
+    match serde_json::to_vec(value) {
+        Ok(v) => Bytes::from(v),
+        Err(e) => {
+            // Only a Serialize bug gets here (no maps with non-string keys are used).
+            tracing::error!(error = %e, "encoding a response body");
+            Bytes::from_static(br#"{"error":"response could not be encoded"}"#)
+        }
+    }
+}
+
+pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
+    let disk = s.sample.disk.as_ref().ok();
+    to_bytes(&MetricsWire {
+        cpu: one_decimal(s.sample.cpu_percent.as_ref().ok().copied()),
+        ram: one_decimal(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
+        gpu: one_decimal(s.gpu.mean_utilization()),
+        temperature: one_decimal(s.temperature()),
+        disk: DiskWire {
+            used: disk.map(|d| d.used_bytes),
+            free: disk.map(|d| d.free_bytes),
+            total: disk.map(|d| d.total_bytes),
+            percent: one_decimal(disk.and_then(|d| d.percent())),
+        },
+        timestamp: rfc3339(s.sample.taken_at),
+    })
+}
+
+/// The `/metrics` body of a snapshot (also what `metrics-collector sample` prints).
+pub fn encode_sample_json(s: &Snapshot) -> Bytes {
+    encode_metrics(s)
+}
+
+pub(crate) fn encode_gpu(g: &gpu::GpuSample) -> Bytes {
+    to_bytes(&GpuWire {
+        available: g.available(),
+        backend: g.backend.as_str(),
+        reason: g.reason.as_deref(),
+        utilization: one_decimal(g.mean_utilization()),
+        memory_used: g.memory_used_bytes(),
+        memory_total: g.memory_total_bytes(),
+        temperature: one_decimal(g.max_celsius()),
+        power_draw: g
+            .power_watts()
+            .filter(|w| w.is_finite())
+            .map(|w| (w * 100.0).round() / 100.0),
+        gpus: g
+            .devices
+            .iter()
+            .map(|d| DeviceWire {
+                index: d.index,
+                name: d.name.as_deref(),
+                uuid: d.uuid.as_deref(),
+                utilization: one_decimal(d.utilization_percent),
+                memory_used: d.memory_used_bytes,
+                memory_total: d.memory_total_bytes,
+                temperature: one_decimal(d.celsius),
+                power_draw: d.power_watts,
+                error: d.error.as_deref(),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct ErrorWire<'a> {
+    error: &'a str,
+}
+
+pub(crate) fn encode_error(message: &str) -> Bytes {
+    to_bytes(&ErrorWire { error: message })
+}
+
+#[cfg(test)]
+mod tests;
