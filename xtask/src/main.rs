@@ -1,1 +1,43 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's chores, in Rust so they run wherever cargo does.
+//!
+//! - `dev`: build and run the service on 127.0.0.1:9100 (Ctrl-C stops it).
+//! - `test`: run every test of the workspace (what CI runs).
+//! - `bench`: measure the running service against a bare hyper server, same load, same run.
+//!
+//! Every command that needs a tool it cannot find ends with one line saying what to install.
+
+use std::process::ExitCode;
+
+mod bench;
+mod dev;
+mod test;
+mod util;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "dev" => dev::run(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            eprintln!(
+                "usage: cargo xtask <dev | test | bench> [args]\n  dev    run the service locally\n  test   run every test\n  bench  benchmark the running service against a bare hyper server"
+            );
+            return ExitCode::SUCCESS;
+        }
+        other => Err(anyhow::anyhow!(
+            "unknown command {other:?}: try dev, test or bench"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

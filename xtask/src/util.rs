@@ -1,0 +1,64 @@
+//! Small helpers shared by the commands.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}
+
+/// `cargo` as invoked by the user (respects the toolchain file).
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command to completion; a non-zero exit is an error naming it.
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// True when `program` is on PATH.
+pub(crate) fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Makes sure a Debian package's program is there: installs it with apt-get when running
+/// as root, else fails with one line saying what to install.
+pub(crate) fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
+    if have(program) {
+        return Ok(());
+    }
+    if rustix_free_is_root() && have("apt-get") {
+        eprintln!("xtask: {program} is missing; installing the {package} package");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if have(program) {
+            return Ok(());
+        }
+    }
+    bail!("{program} is needed: install it with `apt-get install {package}`")
+}
+
+/// Whether we run as root, without linking a syscall crate: `id -u` says.
+fn rustix_free_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
