@@ -243,25 +243,22 @@ pub(crate) fn from_map(map: HashMap<String, String>) -> Result<Config, Error> {
         procfs: absolute(&get, "METRICS_PROCFS", "/proc")?,
         sysfs: absolute(&get, "METRICS_SYSFS", "/sys")?,
     };
-    let postgres_host = get("POSTGRES_HOST").unwrap_or_else(|| "postgres-db".into());
-    let postgres = if postgres_host.trim().is_empty() {
-        None
-    } else {
-        let port = match get("POSTGRES_PORT") {
-            None => 5432,
-            Some(v) => match v.trim().parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => return Err(invalid("POSTGRES_PORT", &v, "a port number 1-65535")),
-            },
-        };
-        Some(Postgres {
-            host: postgres_host.trim().to_owned(),
-            port,
-            user: get("POSTGRES_USER").unwrap_or_else(|| "arasul".into()),
-            password: Password(get("POSTGRES_PASSWORD")),
-            dbname: get("POSTGRES_DB").unwrap_or_else(|| "arasul_db".into()),
-        })
+    // Checked even when persistence is off: a typo is reported now, not when it is enabled.
+    let port = match get("POSTGRES_PORT") {
+        None => 5432,
+        Some(v) => match v.trim().parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(invalid("POSTGRES_PORT", &v, "a port number 1-65535")),
+        },
     };
+    let postgres_host = get("POSTGRES_HOST").unwrap_or_else(|| "postgres-db".into());
+    let postgres = (!postgres_host.trim().is_empty()).then(|| Postgres {
+        host: postgres_host.trim().to_owned(),
+        port,
+        user: get("POSTGRES_USER").unwrap_or_else(|| "arasul".into()),
+        password: Password(get("POSTGRES_PASSWORD")),
+        dbname: get("POSTGRES_DB").unwrap_or_else(|| "arasul_db".into()),
+    });
     Ok(Config {
         live_interval,
         persist_interval,

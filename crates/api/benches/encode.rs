@@ -1,1 +1,109 @@
-fn main() {}
+//! Encoding cost of one tick: what the sampler pays once per sample so that handlers only
+//! clone bytes.
+//!
+//! - `published_new/N`: `Published::new`, which encodes both the `/metrics` and the `/gpu`
+//!   bodies, for a snapshot with N GPUs (0, 1, 8).
+//! - `encode_sample_json/N`: the `/metrics` body alone.
+//!
+//! The snapshot is built by hand with realistic values (a 2-core VM with a 500 GB disk,
+//! NVML-like devices), so the figures do not depend on this machine's sensors.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use probes::{DiskUsage, MemoryUsage, Sample, Unavailable};
+
+fn device(index: u32) -> gpu::Device {
+    gpu::Device {
+        index,
+        name: Some("NVIDIA H100 80GB HBM3".to_owned()),
+        uuid: Some(format!("GPU-6f1c2a3b-4d5e-6f70-8192-a3b4c5d6e7{index:02x}")),
+        utilization_percent: Some(37.0 + f64::from(index) * 3.3),
+        memory_used_bytes: Some(12_884_901_888 + u64::from(index) * 1_073_741_824),
+        memory_total_bytes: Some(85_520_809_984),
+        celsius: Some(41.0 + f64::from(index)),
+        power_watts: Some(118.431 + f64::from(index)),
+        error: None,
+    }
+}
+
+fn gpu_sample(devices: u32) -> gpu::GpuSample {
+    if devices == 0 {
+        gpu::GpuSample::unavailable(
+            gpu::BackendKind::None,
+            "no GPU backend on this machine (no NVML library, not a Jetson)",
+        )
+    } else {
+        gpu::GpuSample {
+            backend: gpu::BackendKind::Nvml,
+            reason: None,
+            devices: (0..devices).map(device).collect(),
+        }
+    }
+}
+
+fn snapshot(devices: u32) -> api::Snapshot {
+    let now = SystemTime::now();
+    let sample = Sample {
+        taken_at: now,
+        cpu_percent: Ok(12.345_678),
+        memory: Ok(MemoryUsage {
+            total_bytes: 8_148_340_736,
+            available_bytes: 5_905_010_688,
+        }),
+        disk: Ok(DiskUsage::from_blocks(
+            4096,
+            122_030_592,
+            95_403_264,
+            89_161_728,
+        )),
+        cpu_celsius: Err(Unavailable::absent(
+            "no CPU temperature sensor under /sys/class/hwmon or /sys/class/thermal",
+        )),
+    };
+    let names = ["cpu", "memory", "disk", "thermal", "gpu"];
+    let probes = names
+        .into_iter()
+        .map(|name| api::ProbeState {
+            name,
+            last_duration: Duration::from_micros(40),
+            error: None,
+            last_ok: Some(now),
+        })
+        .collect();
+    api::Snapshot {
+        seq: 1234,
+        sample,
+        gpu: gpu_sample(devices),
+        probes,
+    }
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    for devices in [0u32, 1, 8] {
+        let snap = snapshot(devices);
+        group.bench_with_input(
+            BenchmarkId::new("published_new", devices),
+            &snap,
+            |b, snap| {
+                // The clone is setup, not measured: the sampler moves its snapshot in.
+                b.iter_batched(
+                    || snap.clone(),
+                    |s| black_box(api::Published::new(s, Instant::now(), None)),
+                    BatchSize::SmallInput,
+                );
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("encode_sample_json", devices),
+            &snap,
+            |b, snap| b.iter(|| black_box(api::encode_sample_json(black_box(snap)))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);

@@ -1,0 +1,13 @@
+//! The service as its users meet it: the real binary on a loopback port, spoken to over
+//! real HTTP. One integration-test binary; modules by theme.
+
+// Test code: a failed unwrap is a failed test with its reason.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod api;
+mod cli;
+mod hostile;
+mod numbers;
+mod settings;
