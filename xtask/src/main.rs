@@ -11,6 +11,8 @@ use std::process::ExitCode;
 mod bench;
 mod dev;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod util;
 
 fn main() -> ExitCode {
