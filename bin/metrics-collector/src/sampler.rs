@@ -222,19 +222,53 @@ pub(crate) async fn run<C, M, D, T>(
     let start = tokio::time::Instant::now() + first_tick_delay(live);
     let mut ticker = tokio::time::interval_at(start, live);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut last_states: Vec<(&'static str, Condition)> = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let published = sampler
-            .tick(SystemTime::now(), tokio::time::Instant::now().into_std())
-            .await;
-        for state in &published.snapshot.probes {
-            if let Some(e) = state.error.as_ref().filter(|e| !e.is_absent()) {
-                tracing::debug!(probe = state.name, reason = %e, "probe unavailable this tick");
-            }
-        }
+        let published = sampler.tick(SystemTime::now(), tokio::time::Instant::now().into_std()).await;
+        log_changes(&mut last_states, &published.snapshot.probes);
         publish.send_replace(Some(Arc::new(published)));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Ok,
+    Absent,
+    Failing,
+}
+
+/// Logs a family only when its condition changes, not on every tick.
+fn log_changes(last: &mut Vec<(&'static str, Condition)>, probes: &[ProbeState]) {
+    for state in probes {
+        let now = match &state.error {
+            None => Condition::Ok,
+            Some(e) if e.is_absent() => Condition::Absent,
+            Some(_) => Condition::Failing,
+        };
+        let before = last.iter_mut().find(|(name, _)| *name == state.name);
+        let changed = match before {
+            Some((_, previous)) if *previous == now => false,
+            Some((_, previous)) => {
+                *previous = now;
+                true
+            }
+            None => {
+                last.push((state.name, now));
+                now != Condition::Ok
+            }
+        };
+        if !changed {
+            continue;
+        }
+        let reason = state.error.as_ref().map(|e| e.reason()).unwrap_or_default();
+        match now {
+            Condition::Ok => tracing::info!(probe = state.name, "probe reads again"),
+            Condition::Absent => tracing::info!(probe = state.name, reason, "not on this host"),
+            Condition::Failing => tracing::warn!(probe = state.name, reason, "probe failing"),
+        }
     }
 }
