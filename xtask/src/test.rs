@@ -1,8 +1,13 @@
 //! `cargo xtask test`: every test of the workspace, with and without default features.
 
-use crate::util::{self, cargo};
+use crate::util::{self, cargo, ensure_tool};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    // The binary's tests hang a real mount (bindfs, a FUSE filesystem) and starve the
+    // service of file descriptors (prlimit).
+    ensure_tool("bindfs", "bindfs")?;
+    ensure_tool("fusermount", "fuse3")?;
+    ensure_tool("prlimit", "util-linux")?;
     util::run(
         cargo()
             .args(["test", "--workspace", "--all-targets"])

@@ -228,7 +228,9 @@ pub(crate) async fn run<C, M, D, T>(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let published = sampler.tick(SystemTime::now(), tokio::time::Instant::now().into_std()).await;
+        let published = sampler
+            .tick(SystemTime::now(), tokio::time::Instant::now().into_std())
+            .await;
         log_changes(&mut last_states, &published.snapshot.probes);
         publish.send_replace(Some(Arc::new(published)));
     }

@@ -9,5 +9,6 @@ mod harness;
 mod api;
 mod cli;
 mod hostile;
+mod isolation;
 mod numbers;
 mod settings;
