@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::wire::{rfc3339, to_bytes};
-use crate::{AppState, Published};
+use crate::AppState;
+use crate::wire::{Headline, disk_percent, rfc3339, to_bytes};
 
 /// How many live intervals may pass without a successful sample before `/health` is 503.
 const STALE_INTERVALS: u32 = 3;
@@ -63,12 +63,10 @@ struct HealthWire<'a> {
     problems: Vec<String>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 struct Summary {
-    cpu: Option<f64>,
-    ram: Option<f64>,
-    gpu: Option<f64>,
-    temperature: Option<f64>,
+    #[serde(flatten)]
+    headline: Headline,
     disk_percent: Option<f64>,
 }
 
@@ -128,10 +126,16 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
     };
 
     let mut probes = BTreeMap::new();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        headline: Headline::default(),
+        disk_percent: None,
+    };
     let (mut gpu_backend, mut gpu_available, mut gpu_reason) = ("none", false, None);
     if let Some(p) = latest.as_deref() {
-        summary = summarize(p);
+        summary = Summary {
+            headline: Headline::of(&p.snapshot),
+            disk_percent: disk_percent(&p.snapshot),
+        };
         for probe in &p.snapshot.probes {
             let (state_name, error) = match &probe.error {
                 None => ("ok", None),
@@ -199,16 +203,4 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
         problems,
     };
     (serving, to_bytes(&body))
-}
-
-fn summarize(p: &Published) -> Summary {
-    let s = &p.snapshot;
-    let r = |v: Option<f64>| v.filter(|x| x.is_finite()).map(probes::round1);
-    Summary {
-        cpu: r(s.sample.cpu_percent.as_ref().ok().copied()),
-        ram: r(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
-        gpu: r(s.gpu.mean_utilization()),
-        temperature: r(s.temperature()),
-        disk_percent: r(s.sample.disk.as_ref().ok().and_then(|d| d.percent())),
-    }
 }

@@ -25,12 +25,35 @@ fn one_decimal(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite()).map(probes::round1)
 }
 
+/// The headline numbers of a snapshot as they go on the wire (one decimal, `null` when
+/// unknown): the top of `/metrics` and the `metrics` summary of `/health`.
+#[derive(Serialize, Default)]
+pub(crate) struct Headline {
+    pub(crate) cpu: Option<f64>,
+    pub(crate) ram: Option<f64>,
+    pub(crate) gpu: Option<f64>,
+    pub(crate) temperature: Option<f64>,
+}
+
+impl Headline {
+    pub(crate) fn of(s: &Snapshot) -> Self {
+        Self {
+            cpu: one_decimal(s.sample.cpu_percent.as_ref().ok().copied()),
+            ram: one_decimal(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
+            gpu: one_decimal(s.gpu.mean_utilization()),
+            temperature: one_decimal(s.temperature()),
+        }
+    }
+}
+
+pub(crate) fn disk_percent(s: &Snapshot) -> Option<f64> {
+    one_decimal(s.sample.disk.as_ref().ok().and_then(|d| d.percent()))
+}
+
 #[derive(Serialize)]
 struct MetricsWire {
-    cpu: Option<f64>,
-    ram: Option<f64>,
-    gpu: Option<f64>,
-    temperature: Option<f64>,
+    #[serde(flatten)]
+    headline: Headline,
     disk: DiskWire,
     timestamp: String,
 }
@@ -87,15 +110,12 @@ pub(crate) fn to_bytes(value: &impl Serialize) -> Bytes {
 pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
     let disk = s.sample.disk.as_ref().ok();
     to_bytes(&MetricsWire {
-        cpu: one_decimal(s.sample.cpu_percent.as_ref().ok().copied()),
-        ram: one_decimal(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
-        gpu: one_decimal(s.gpu.mean_utilization()),
-        temperature: one_decimal(s.temperature()),
+        headline: Headline::of(s),
         disk: DiskWire {
             used: disk.map(|d| d.used_bytes),
             free: disk.map(|d| d.free_bytes),
             total: disk.map(|d| d.total_bytes),
-            percent: one_decimal(disk.and_then(|d| d.percent())),
+            percent: disk_percent(s),
         },
         timestamp: rfc3339(s.sample.taken_at),
     })
