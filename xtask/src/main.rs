@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod dev;
+mod pg;
 mod test;
 #[cfg(test)]
 mod tidy;

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test of the workspace, with and without default features.
 
+use crate::pg;
 use crate::util::{self, cargo, ensure_tool};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -8,10 +9,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ensure_tool("bindfs", "bindfs")?;
     ensure_tool("fusermount", "fuse3")?;
     ensure_tool("prlimit", "util-linux")?;
+    // The store's tests need a real PostgreSQL; each makes its own database on it.
+    let cluster = pg::start("test")?;
     util::run(
         cargo()
             .args(["test", "--workspace", "--all-targets"])
-            .args(args),
+            .args(args)
+            .env("METRICS_TEST_POSTGRES", cluster.conninfo()),
     )?;
     // Doc examples and the crate docs compile too.
     util::run(cargo().args(["test", "--workspace", "--doc"]))?;

@@ -42,21 +42,33 @@ pub(crate) fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
     if have(program) {
         return Ok(());
     }
-    if rustix_free_is_root() && have("apt-get") {
-        eprintln!("xtask: {program} is missing; installing the {package} package");
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", package])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        if have(program) {
-            return Ok(());
-        }
-    }
-    bail!("{program} is needed: install it with `apt-get install {package}`")
+    ensure_tool_with(package, || have(program)).with_context(|| {
+        format!("{program} is needed: install it with `apt-get install {package}`")
+    })
 }
 
-/// Whether we run as root, without linking a syscall crate: `id -u` says.
-fn rustix_free_is_root() -> bool {
+/// Installs `package` with apt-get (as root) unless `present` already holds, and checks
+/// `present` afterwards.
+pub(crate) fn ensure_tool_with(package: &str, present: impl Fn() -> bool) -> anyhow::Result<()> {
+    if present() {
+        return Ok(());
+    }
+    if !is_root() || !have("apt-get") {
+        bail!("install it with `apt-get install {package}`");
+    }
+    eprintln!("xtask: installing the {package} package");
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if !present() {
+        bail!("installed {package}, but it is still not usable");
+    }
+    Ok(())
+}
+
+/// Whether we run as root (`id -u` says, no syscall crate needed).
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -1,0 +1,258 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a scratch directory, `postgres` on a free
+//! loopback port, stopped and deleted on drop. For `cargo xtask dev`, `cargo xtask test`
+//! and the tests that must stop and restart a server of their own.
+//!
+//! Owns: finding the server binaries (`METRICS_PG_BIN`, `pg_config --bindir`,
+//! `/usr/lib/postgresql/<newest>/bin`, `PATH`), running them as the `postgres` user when
+//! we are root (`initdb` refuses root), and waiting (bounded) until the server accepts.
+//! Does not own: installing PostgreSQL (xtask does that) or any schema.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no PostgreSQL server binaries found (install them: apt-get install postgresql)")]
+    NotInstalled,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {output}")]
+    Failed { what: String, output: String },
+    #[error("PostgreSQL did not accept connections within {0:?}; log: {1}")]
+    NotReady(Duration, String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The directory holding `initdb`, `postgres` and `pg_ctl`.
+pub fn find_bindir() -> Option<PathBuf> {
+    let has = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os("METRICS_PG_BIN")
+        .map(PathBuf::from)
+        .filter(|d| has(d))
+    {
+        return Some(dir);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has(&dir) {
+            return Some(dir);
+        }
+    }
+    // Debian keeps server binaries off PATH, one folder per major version: take the newest.
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, d)| has(d))
+        .collect();
+    versions.sort();
+    if let Some((_, dir)) = versions.pop() {
+        return Some(dir);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|d| has(d))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A running throwaway cluster; stopped and removed on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    bindir: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    server: Option<Child>,
+}
+
+/// Free loopback port (the kernel's choice; released for the server to take).
+fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
+}
+
+impl Cluster {
+    /// `initdb` a new cluster under the system's temp directory and start it.
+    pub fn start(tag: &str) -> Result<Self, Error> {
+        let bindir = find_bindir().ok_or(Error::NotInstalled)?;
+        let dir = std::env::temp_dir().join(format!(
+            "metrics-collector-pg-{tag}-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let as_postgres = is_root();
+        let mut cluster = Self {
+            bindir,
+            dir,
+            port: 0,
+            as_postgres,
+            server: None,
+        };
+        if as_postgres {
+            cluster.run(
+                "chown",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&cluster.dir),
+            )?;
+        }
+        let data = cluster.data();
+        let mut initdb = cluster.command("initdb");
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "--no-locale",
+            "-E",
+            "UTF8",
+        ]);
+        cluster.run("initdb", &mut initdb)?;
+        cluster.port = free_port()?;
+        cluster.launch()?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bindir.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn run(&self, what: &str, command: &mut Command) -> Result<(), Error> {
+        let out = command.output().map_err(io(format!("running {what}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Failed {
+                what: what.to_owned(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            })
+        }
+    }
+
+    /// Starts the server on its port and waits until it accepts connections.
+    fn launch(&mut self) -> Result<(), Error> {
+        let log = std::fs::File::create(self.dir.join("server.log"))
+            .map_err(io("creating server.log"))?;
+        let log2 = log.try_clone().map_err(io("creating server.log"))?;
+        let mut postgres = self.command("postgres");
+        postgres
+            .arg("-D")
+            .arg(self.data())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            // Throwaway data: durability buys nothing here.
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        self.server = Some(postgres.spawn().map_err(io("starting postgres"))?);
+        let deadline = Duration::from_secs(30);
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            let ready = Command::new(self.bindir.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return Ok(());
+            }
+            if let Some(child) = self.server.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        Err(Error::NotReady(deadline, log))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// libpq-style connection settings (`host=127.0.0.1 port=… user=postgres`).
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected), keeping its data.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data())
+            .args(["stop", "-m", "fast", "-w", "-t", "20"]);
+        let result = self.run("pg_ctl stop", &mut pg_ctl);
+        if let Some(mut child) = self.server.take() {
+            let _ = child.wait();
+        }
+        result
+    }
+
+    /// Starts a stopped server again on the same port, with the same data.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.launch()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            let _ = self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

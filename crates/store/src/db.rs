@@ -1,0 +1,182 @@
+//! Talking to PostgreSQL: the pool and its timeouts, migrations under an advisory lock,
+//! the one-round-trip batch insert, and retention in small batches.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Client, NoTls};
+
+use crate::{Config, Error, Window};
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations");
+}
+
+/// The seed's tables, in the order rows are written.
+pub const TABLES: [&str; 5] = [
+    "metrics_cpu",
+    "metrics_ram",
+    "metrics_gpu",
+    "metrics_temperature",
+    "metrics_disk",
+];
+
+/// `pg_advisory_lock` key taken around migrating, so collectors starting together against
+/// an empty database take turns ("mcmigrat" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d63_6d69_6772_6174;
+
+/// Rows deleted per retention statement: small enough to hold locks for milliseconds.
+const RETENTION_BATCH: i64 = 5_000;
+
+/// Connection settings with every wait bounded: a dead or half-open server costs seconds.
+pub(crate) fn connection_config(c: &Config) -> tokio_postgres::Config {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&c.host)
+        .port(c.port)
+        .user(&c.user)
+        .dbname(&c.dbname)
+        .application_name("metrics-collector")
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(20))
+        // The server ends any statement of ours that runs longer than this.
+        .options("-c statement_timeout=15000 -c lock_timeout=5000");
+    if let Some(p) = &c.password {
+        pg.password(p);
+    }
+    pg
+}
+
+pub(crate) fn pool(c: &Config) -> Result<Pool, Error> {
+    // Verified recycling runs a trivial query before reuse, so a connection the server
+    // dropped (restart, idle kill) is noticed before a write, not during it.
+    let manager = Manager::from_config(
+        connection_config(c),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(2)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(6)))
+        .recycle_timeout(Some(Duration::from_secs(3)))
+        .build()?)
+}
+
+/// Applies the embedded migrations (`migrations/V*__*.sql`), holding an advisory lock so
+/// that concurrent collectors migrate one after the other.
+pub async fn migrate(client: &mut Client) -> Result<(), Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = embedded::migrations::runner().run_async(client).await;
+    // Unlocks also happen when the session ends; a failed unlock changes nothing.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result?;
+    Ok(())
+}
+
+/// Writes the windows' rows to the five tables in one statement (one round trip), skipping
+/// rows already there. Returns how many rows were inserted.
+pub(crate) async fn insert<'a>(
+    client: &ClientWrapper,
+    host: &str,
+    windows: impl ExactSizeIterator<Item = &'a Window>,
+) -> Result<u64, Error> {
+    let n = windows.len();
+    let (mut at, mut cpu, mut ram, mut gpu, mut temp) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut used, mut free, mut percent) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for w in windows {
+        at.push(w.at);
+        cpu.push(w.cpu);
+        ram.push(w.ram);
+        gpu.push(w.gpu);
+        temp.push(w.temperature);
+        used.push(
+            w.disk
+                .map(|d| i64::try_from(d.used_bytes).unwrap_or(i64::MAX)),
+        );
+        free.push(
+            w.disk
+                .map(|d| i64::try_from(d.free_bytes).unwrap_or(i64::MAX)),
+        );
+        percent.push(w.disk.map(|d| d.percent));
+    }
+    let statement = client.prepare_cached(INSERT).await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[&host, &at, &cpu, &ram, &gpu, &temp, &used, &free, &percent],
+        )
+        .await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+const INSERT: &str = "
+WITH w AS (
+    SELECT * FROM unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                         $7::int8[], $8::int8[], $9::float8[])
+        AS w(ts, cpu, ram, gpu, temperature, used, free, percent)
+), c AS (
+    INSERT INTO metrics_cpu (host, timestamp, value) SELECT $1, ts, cpu FROM w WHERE cpu IS NOT NULL
+    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
+), r AS (
+    INSERT INTO metrics_ram (host, timestamp, value) SELECT $1, ts, ram FROM w WHERE ram IS NOT NULL
+    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
+), g AS (
+    INSERT INTO metrics_gpu (host, timestamp, value) SELECT $1, ts, gpu FROM w WHERE gpu IS NOT NULL
+    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
+), t AS (
+    INSERT INTO metrics_temperature (host, timestamp, value) SELECT $1, ts, temperature FROM w WHERE temperature IS NOT NULL
+    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
+), d AS (
+    INSERT INTO metrics_disk (host, timestamp, used, free, percent) SELECT $1, ts, used, free, percent FROM w WHERE percent IS NOT NULL
+    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
+)
+SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM r) + (SELECT count(*) FROM g)
+     + (SELECT count(*) FROM t) + (SELECT count(*) FROM d)";
+
+/// Deletes this host's rows older than `cutoff` from every table, a small batch per
+/// statement so no lock is held for long. Returns the rows deleted.
+pub(crate) async fn delete_older_than(
+    client: &ClientWrapper,
+    host: &str,
+    cutoff: SystemTime,
+) -> Result<u64, Error> {
+    let mut deleted = 0;
+    for table in TABLES {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM {table} WHERE host = $1 AND timestamp < $2 LIMIT $3))"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        loop {
+            let n = client
+                .execute(&statement, &[&host, &cutoff, &RETENTION_BATCH])
+                .await?;
+            deleted += n;
+            if n < RETENTION_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,115 @@
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_postgres::{Client, NoTls};
+
+/// The test server's settings, from `cargo xtask test`.
+pub(crate) fn server() -> (String, u16) {
+    let info = std::env::var("METRICS_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("METRICS_TEST_POSTGRES is not set: run the store tests with `cargo xtask test`, which starts a PostgreSQL for them")
+    });
+    let mut host = "127.0.0.1".to_owned();
+    let mut port = 5432;
+    for pair in info.split_whitespace() {
+        match pair.split_once('=') {
+            Some(("host", h)) => host = h.to_owned(),
+            Some(("port", p)) => port = p.parse().unwrap(),
+            _ => {}
+        }
+    }
+    (host, port)
+}
+
+pub(crate) fn config(host: &str, port: u16, dbname: &str) -> store::Config {
+    store::Config {
+        host: host.to_owned(),
+        port,
+        user: "postgres".into(),
+        password: None,
+        dbname: dbname.to_owned(),
+        metrics_host: "test-host".into(),
+        retention: Duration::from_secs(7 * 86_400),
+        persist_interval: Duration::from_secs(30),
+        flush_deadline: Duration::from_secs(3),
+    }
+}
+
+pub(crate) async fn connect(host: &str, port: u16, dbname: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host={host} port={port} user=postgres dbname={dbname}"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A new, empty database on `host:port` for one test.
+pub(crate) async fn fresh_database(host: &str, port: u16, tag: &str) -> store::Config {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t_{tag}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = connect(host, port, "postgres").await;
+    admin
+        .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
+        .await
+        .unwrap();
+    admin
+        .execute(&format!("CREATE DATABASE {name}"), &[])
+        .await
+        .unwrap();
+    config(host, port, &name)
+}
+
+pub(crate) async fn test_database(tag: &str) -> store::Config {
+    let (host, port) = server();
+    fresh_database(&host, port, tag).await
+}
+
+pub(crate) fn window(at: SystemTime, cpu: Option<f64>) -> store::Window {
+    store::Window {
+        at,
+        cpu,
+        ram: Some(50.0),
+        gpu: None,
+        temperature: Some(45.5),
+        disk: Some(store::DiskRow {
+            used_bytes: 1 << 30,
+            free_bytes: 3 << 30,
+            percent: 25.0,
+        }),
+    }
+}
+
+/// Waits until the writer's status satisfies `f`.
+pub(crate) async fn wait_status(
+    status: &mut tokio::sync::watch::Receiver<store::Status>,
+    timeout: Duration,
+    what: &str,
+    f: impl Fn(&store::Status) -> bool,
+) -> store::Status {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let s = status.borrow_and_update();
+            if f(&s) {
+                return s.clone();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {what}; status {:?}",
+            status.borrow()
+        );
+        let _ = tokio::time::timeout(left, status.changed()).await;
+    }
+}
+
+pub(crate) async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
