@@ -1,6 +1,17 @@
-//! `cargo xtask dev`: build and run the service on loopback with a short live interval.
+//! `cargo xtask dev`: build and run the service on loopback, with a throwaway PostgreSQL
+//! when no database is configured (in the environment or `./.env`).
 
-use crate::util::{self, cargo};
+use crate::pg;
+use crate::util::{self, cargo, root};
+
+/// Whether the developer configured a database themselves.
+fn database_configured() -> bool {
+    std::env::var_os("POSTGRES_HOST").is_some()
+        || std::fs::read_to_string(root().join(".env")).is_ok_and(|env| {
+            env.lines()
+                .any(|l| l.trim_start().starts_with("POSTGRES_HOST="))
+        })
+}
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut command = cargo();
@@ -8,21 +19,24 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .args(["run", "--package", "metrics-collector", "--"])
         .args(args);
     // Development defaults; anything set in the environment or .env wins.
-    for (key, value) in [
-        ("METRICS_LISTEN", "127.0.0.1:9100"),
-        ("RUST_LOG", "info,metrics_collector=debug"),
-    ] {
+    for (key, value) in [("METRICS_LISTEN", "127.0.0.1:9100"), ("RUST_LOG", "info")] {
         if std::env::var_os(key).is_none() {
             command.env(key, value);
         }
     }
-    if std::env::var_os("POSTGRES_HOST").is_none() {
-        // Persistence is not built in yet: say so rather than pretending to connect.
-        command.env("POSTGRES_HOST", "");
-    }
-    eprintln!(
-        "xtask: serving on http://{}/metrics (Ctrl-C stops it)",
-        std::env::var("METRICS_LISTEN").unwrap_or_else(|_| "127.0.0.1:9100".into())
-    );
+    // Kept alive until the service exits; stopped and deleted on drop.
+    let _cluster = if database_configured() {
+        None
+    } else {
+        let cluster = pg::start("dev")?;
+        command
+            .env("POSTGRES_HOST", "127.0.0.1")
+            .env("POSTGRES_PORT", cluster.port().to_string())
+            .env("POSTGRES_USER", "postgres")
+            .env("POSTGRES_DB", "postgres");
+        Some(cluster)
+    };
+    let listen = std::env::var("METRICS_LISTEN").unwrap_or_else(|_| "127.0.0.1:9100".into());
+    eprintln!("xtask: serving on http://{listen}/metrics (Ctrl-C stops it)");
     util::run(&mut command)
 }

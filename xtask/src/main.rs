@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the project's chores, in Rust so they run wherever cargo does.
 //!
-//! - `dev`: build and run the service on 127.0.0.1:9100 (Ctrl-C stops it).
-//! - `test`: run every test of the workspace (what CI runs).
+//! - `dev`: build and run the service on 127.0.0.1:9100 with a throwaway PostgreSQL when
+//!   none is configured (Ctrl-C stops both).
+//! - `test`: run every test of the workspace (what CI runs), with a throwaway PostgreSQL.
+//! - `migrate`: apply `migrations/` to the database named by POSTGRES_*.
 //! - `bench`: measure the running service against a bare hyper server, same load, same run.
 //!
 //! Every command that needs a tool it cannot find ends with one line saying what to install.
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod dev;
+mod migrate;
 mod pg;
 mod test;
 #[cfg(test)]
@@ -26,14 +29,15 @@ fn main() -> ExitCode {
         "dev" => dev::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "migrate" => migrate::run(rest),
         "help" | "-h" | "--help" => {
             eprintln!(
-                "usage: cargo xtask <dev | test | bench> [args]\n  dev    run the service locally\n  test   run every test\n  bench  benchmark the running service against a bare hyper server"
+                "usage: cargo xtask <dev | test | migrate | bench> [args]\n  dev      run the service locally (with a throwaway PostgreSQL)\n  test     run every test\n  migrate  apply migrations/ to the database named by POSTGRES_*\n  bench    benchmark the running service against a bare hyper server"
             );
             return ExitCode::SUCCESS;
         }
         other => Err(anyhow::anyhow!(
-            "unknown command {other:?}: try dev, test or bench"
+            "unknown command {other:?}: try dev, test, migrate or bench"
         )),
     };
     match result {

@@ -16,6 +16,7 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         None | Some("serve") => with_config(crate::serve::serve),
         Some("sample") => with_config(sample),
         Some("healthcheck") => with_config(healthcheck),
+        Some("migrate") => with_config(migrate),
         Some("-h" | "--help" | "help") => {
             out(&help());
             ExitCode::SUCCESS
@@ -63,6 +64,7 @@ fn help() -> String {
            (none)       serve GET /metrics, /health and /gpu on METRICS_LISTEN\n  \
            sample       take one sample, print it as /metrics would, and exit\n  \
            healthcheck  ask the running service's /health; exit 0 when it answers 200, else 1\n  \
+           migrate      apply the database migrations (POSTGRES_*) and exit\n  \
            --help, --version\n\n\
          Settings (environment variables, or a .env file in the working directory; the environment wins):\n",
         env!("CARGO_PKG_VERSION")
@@ -110,6 +112,43 @@ fn sample(config: Config) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn migrate(config: Config) -> ExitCode {
+    let Some(pg) = &config.postgres else {
+        eprintln!("metrics-collector: POSTGRES_HOST is empty: no database to migrate");
+        return ExitCode::from(BAD_SETTING);
+    };
+    let store_config = crate::serve::store_config(&config, pg);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("metrics-collector: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(store::migrate_database(&store_config)) {
+        Ok(()) => {
+            eprintln!(
+                "metrics-collector: migrations applied to {} on {}:{}",
+                pg.dbname, pg.host, pg.port
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "metrics-collector: migrating {} on {}:{}: {}",
+                pg.dbname,
+                pg.host,
+                pg.port,
+                e.summary()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Where to reach our own API: the listen address, with a wildcard turned into loopback.

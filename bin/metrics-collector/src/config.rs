@@ -33,8 +33,6 @@ pub(crate) struct Postgres {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) user: String,
-    // Read by the store's connection settings once persistence lands.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) password: Password,
     pub(crate) dbname: String,
 }
@@ -44,7 +42,6 @@ pub(crate) struct Postgres {
 pub(crate) struct Password(Option<String>);
 
 impl Password {
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn expose(&self) -> Option<&str> {
         self.0.as_deref()
     }

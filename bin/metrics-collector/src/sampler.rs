@@ -5,12 +5,14 @@
 //! others and the loop carry on. A hung read (statvfs on a dead network mount) keeps its
 //! thread; later ticks do not pile more threads onto it, they report it as still stuck.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use api::{ProbeState, Published, Snapshot};
 use gpu::GpuBackend;
 use probes::{Probe, Reading, Unavailable};
+use store::WindowBuilder;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -206,12 +208,51 @@ pub(crate) fn first_tick_delay(live: Duration) -> Duration {
     live.min(Duration::from_millis(500))
 }
 
+/// Persistence as the sampler sees it: the open window and the writer's inbox.
+#[derive(Debug)]
+pub(crate) struct Persist {
+    pub(crate) handle: store::Handle,
+    pub(crate) every: Duration,
+    /// Windows the writer could not take (its inbox full): lost, and shown in `/health`.
+    pub(crate) lost: Arc<AtomicU64>,
+    window: WindowBuilder,
+}
+
+impl Persist {
+    pub(crate) fn new(handle: store::Handle, every: Duration, lost: Arc<AtomicU64>) -> Self {
+        Self {
+            handle,
+            every,
+            lost,
+            window: WindowBuilder::default(),
+        }
+    }
+
+    fn add(&mut self, s: &Snapshot) {
+        self.window
+            .add(&s.sample, s.gpu.mean_utilization(), s.temperature());
+    }
+
+    /// Closes the open window and hands it to the writer without waiting.
+    fn close(&mut self, at: SystemTime) {
+        if let Some(window) = self.window.close(at)
+            && !self.handle.send(window)
+        {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("the database writer is not keeping up; a window was dropped");
+        }
+    }
+}
+
 /// Ticks every `live` (on a fixed schedule: a slow tick does not push later ones back; a
-/// missed tick is skipped), publishing each snapshot, until `shutdown` changes.
+/// missed tick is skipped), publishing each snapshot, and closes a persisted window every
+/// `persist.every`, until `shutdown` changes; then the open window is closed and handed
+/// over, and the writer's handle dropped so it can flush.
 pub(crate) async fn run<C, M, D, T>(
     mut sampler: Sampler<C, M, D, T>,
     live: Duration,
     publish: watch::Sender<Option<Arc<Published>>>,
+    mut persist: Option<Persist>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     C: Probe<Output = f64> + 'static,
@@ -219,20 +260,37 @@ pub(crate) async fn run<C, M, D, T>(
     D: Probe<Output = probes::DiskUsage> + 'static,
     T: Probe<Output = f64> + 'static,
 {
-    let start = tokio::time::Instant::now() + first_tick_delay(live);
-    let mut ticker = tokio::time::interval_at(start, live);
+    let now = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval_at(now + first_tick_delay(live), live);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let every = persist
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |p| p.every);
+    let mut windows = tokio::time::interval_at(now + every, every);
+    windows.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_states: Vec<(&'static str, Condition)> = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = windows.tick(), if persist.is_some() => {
+                if let Some(p) = persist.as_mut() {
+                    p.close(SystemTime::now());
+                }
+                continue;
+            }
             _ = shutdown.changed() => break,
         }
         let published = sampler
             .tick(SystemTime::now(), tokio::time::Instant::now().into_std())
             .await;
         log_changes(&mut last_states, &published.snapshot.probes);
+        if let Some(p) = persist.as_mut() {
+            p.add(&published.snapshot);
+        }
         publish.send_replace(Some(Arc::new(published)));
+    }
+    if let Some(mut p) = persist {
+        p.close(SystemTime::now());
     }
 }
 

@@ -1,6 +1,8 @@
 //! The service: wiring of sampler, API and signals on one tokio runtime.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -53,18 +55,15 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
 
     let (stop, shutdown) = watch::channel(false);
     let (publish, latest) = watch::channel(None);
-    // Persistence arrives with the store; until then the database is reported disabled
-    // whatever POSTGRES_* say.
-    match &config.postgres {
-        Some(pg) => tracing::warn!(
-            host = %pg.host, port = pg.port, user = %pg.user, db = %pg.dbname,
-            persist_s = config.persist_interval.as_secs_f64(),
-            retention_days = config.retention.as_secs_f64() / 86_400.0,
-            "persistence is not built into this version yet: samples are served, not stored"
-        ),
-        None => tracing::info!("POSTGRES_HOST is empty: persistence disabled"),
-    }
-    let (_database_tx, database) = watch::channel(api::DatabaseStatus::default());
+    let (database_tx, database) = watch::channel(api::DatabaseStatus::default());
+    let (persist, writer) = match start_store(&config, database_tx) {
+        Ok(Some((persist, writer))) => (Some(persist), Some(writer)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::error!(error = %e.summary(), "cannot set up the database connection pool");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let host = probes::HostProbes::new(&config.roots, &config.disk_path);
     let deadline = config.live_interval.min(Duration::from_secs(2));
@@ -73,6 +72,7 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
         sampler,
         config.live_interval,
         publish,
+        persist,
         shutdown.clone(),
     ));
 
@@ -102,7 +102,12 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
         "shutting down: no new connections, finishing requests in flight"
     );
     stop.send_replace(true);
+    // The sampler hands its last window over and lets go of the writer, which then
+    // flushes its queue within its own deadline while the server drains.
     let _ = sampling.await;
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
     let _ = server.await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
@@ -147,4 +152,67 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+}
+
+/// Starts the database writer when persistence is on, and a task that mirrors its status
+/// into what `/health` shows. `None` when `POSTGRES_HOST` is empty.
+fn start_store(
+    config: &Config,
+    database: watch::Sender<api::DatabaseStatus>,
+) -> Result<Option<(sampler::Persist, tokio::task::JoinHandle<()>)>, store::Error> {
+    let Some(pg) = &config.postgres else {
+        tracing::info!("POSTGRES_HOST is empty: persistence disabled");
+        return Ok(None);
+    };
+    let store_config = store_config(config, pg);
+    tracing::info!(
+        host = %pg.host, port = pg.port, user = %pg.user, db = %pg.dbname,
+        persist_s = config.persist_interval.as_secs_f64(),
+        retention_days = config.retention.as_secs_f64() / 86_400.0,
+        queue_windows = store_config.queue_capacity(),
+        "persisting to PostgreSQL"
+    );
+    let (handle, mut status, writer) = store::spawn(store_config)?;
+    let lost = Arc::new(AtomicU64::new(0));
+    let lost_seen = lost.clone();
+    tokio::spawn(async move {
+        loop {
+            let s = status.borrow_and_update().clone();
+            database.send_replace(api::DatabaseStatus {
+                state: match s.state {
+                    store::WriterState::Connected => api::DatabaseState::Connected,
+                    store::WriterState::Connecting | store::WriterState::Unreachable => {
+                        api::DatabaseState::Unreachable
+                    }
+                },
+                pending_rows: s.pending_rows,
+                dropped_windows: s.dropped_windows + lost_seen.load(Ordering::Relaxed),
+                last_error: s.last_error.or_else(|| {
+                    (s.state == store::WriterState::Connecting).then(|| "connecting".to_owned())
+                }),
+            });
+            if status.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Some((
+        sampler::Persist::new(handle, config.persist_interval, lost),
+        writer,
+    )))
+}
+
+/// The store's settings from the validated configuration.
+pub(crate) fn store_config(config: &Config, pg: &crate::config::Postgres) -> store::Config {
+    store::Config {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        password: pg.password.expose().map(str::to_owned),
+        dbname: pg.dbname.clone(),
+        metrics_host: config.host.clone(),
+        retention: config.retention,
+        persist_interval: config.persist_interval,
+        flush_deadline: Duration::from_secs(3),
+    }
 }

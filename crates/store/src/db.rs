@@ -84,6 +84,17 @@ pub async fn migrate(client: &mut Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// Connects with `config` and applies the migrations (what `metrics-collector migrate` and
+/// `cargo xtask migrate` do).
+pub async fn migrate_database(config: &Config) -> Result<(), Error> {
+    let (mut client, connection) = connection_config(config).connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let result = migrate(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
 /// Writes the windows' rows to the five tables in one statement (one round trip), skipping
 /// rows already there. Returns how many rows were inserted.
 pub(crate) async fn insert<'a>(

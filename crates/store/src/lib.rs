@@ -18,7 +18,7 @@ mod writer;
 use std::fmt;
 use std::time::Duration;
 
-pub use db::{TABLES, migrate};
+pub use db::{TABLES, migrate, migrate_database};
 pub use queue::Queue;
 pub use window::{DiskRow, Window, WindowBuilder};
 pub use writer::{Handle, Status, WriterState, spawn};

@@ -214,7 +214,7 @@ async fn slow_samples_do_not_push_later_ticks_back() {
     );
     let (publish, mut latest) = watch::channel(None);
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(run(sampler, live, publish, shutdown));
+    let task = tokio::spawn(run(sampler, live, publish, None, shutdown));
     let mut stamps = Vec::new();
     while stamps.len() < 11 {
         tokio::time::timeout(Duration::from_secs(10), latest.changed())

@@ -11,4 +11,5 @@ mod cli;
 mod hostile;
 mod isolation;
 mod numbers;
+mod persistence;
 mod settings;
