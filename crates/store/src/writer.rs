@@ -67,6 +67,9 @@ pub fn spawn(config: Config) -> Result<(Handle, watch::Receiver<Status>, JoinHan
 struct Writer {
     config: Config,
     pool: Pool,
+    /// Held between writes, so a steady state costs one round trip per window (the pool's
+    /// verification query runs only when a connection is taken anew); dropped on error.
+    client: Option<deadpool_postgres::Object>,
     queue: Queue,
     status: watch::Sender<Status>,
     migrated: bool,
@@ -86,6 +89,7 @@ impl Writer {
             queue: Queue::new(config.queue_capacity()),
             config,
             pool,
+            client: None,
             status,
             migrated: false,
             next_retention: now,
@@ -163,7 +167,12 @@ impl Writer {
     }
 
     async fn work(&mut self) -> Result<(), Error> {
-        let mut client = self.pool.get().await?;
+        let mut client = match self.client.take() {
+            Some(c) => c,
+            None => self.pool.get().await?,
+        };
+        // On any error below, `client` is dropped with this frame: the next attempt takes a
+        // fresh, verified connection from the pool.
         if !self.migrated {
             db::migrate(&mut client).await?;
             self.migrated = true;
@@ -186,6 +195,7 @@ impl Writer {
             self.written += n as u64;
             self.publish();
         }
+        self.client = Some(client);
         Ok(())
     }
 
