@@ -24,7 +24,7 @@ fn device(index: u32) -> gpu::Device {
         memory_total_bytes: Some(85_520_809_984),
         celsius: Some(41.0 + f64::from(index)),
         power_watts: Some(118.431 + f64::from(index)),
-        error: None,
+        ..Default::default()
     }
 }
 
@@ -39,6 +39,8 @@ fn gpu_sample(devices: u32) -> gpu::GpuSample {
             backend: gpu::BackendKind::Nvml,
             reason: None,
             devices: (0..devices).map(device).collect(),
+            system: gpu::SystemInfo::default(),
+            board_power_watts: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod jetson;
 mod none;
 
 pub use none::NoGpu;
@@ -82,8 +83,22 @@ pub struct Device {
     pub memory_total_bytes: Option<u64>,
     pub celsius: Option<f64>,
     pub power_watts: Option<f64>,
-    /// Why this device could not be read this time (it stays listed).
+    /// The enforced power limit.
+    pub power_limit_watts: Option<f64>,
+    /// Fan speed as % of its maximum (NVML); `None` on passive boards.
+    pub fan_percent: Option<f64>,
+    /// Performance state, 0 (P0, highest) to 15.
+    pub performance_state: Option<u32>,
+    /// Clock throttle reasons active now, by name (`sw_power_cap`, `hw_thermal_slowdown`,
+    /// ...); empty when the clocks run free, `None` when the device cannot say.
+    pub throttle_reasons: Option<Vec<String>>,
+    /// Uncorrected ECC errors since the driver loaded; `None` without ECC.
+    pub ecc_uncorrected: Option<u64>,
+    /// Why this device could not be read this time (it stays listed, unhealthy).
     pub error: Option<String>,
+    /// Why a field is `null` when that is not a fault ("temperature: gpu-thermal reads
+    /// -256 °C: powered off").
+    pub notes: Vec<String>,
 }
 
 /// One reading of every GPU a backend sees.
@@ -93,6 +108,21 @@ pub struct GpuSample {
     /// Why there are no readings (no backend, library missing, ...), when there are none.
     pub reason: Option<String>,
     pub devices: Vec<Device>,
+    /// What the backend knows of the machine: driver version, board model, L4T release.
+    pub system: SystemInfo,
+    /// Power of the whole board where the backend measures it (Jetson's input rail);
+    /// else the devices' sum.
+    pub board_power_watts: Option<f64>,
+}
+
+/// Facts about the GPU software and board, where known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub driver_version: Option<String>,
+    /// Jetson: the device-tree model ("NVIDIA Jetson AGX Orin Developer Kit").
+    pub board_model: Option<String>,
+    /// Jetson: the L4T release ("36.4.3").
+    pub l4t_release: Option<String>,
 }
 
 impl GpuSample {
@@ -102,6 +132,8 @@ impl GpuSample {
             backend,
             reason: Some(reason.into()),
             devices: Vec::new(),
+            system: SystemInfo::default(),
+            board_power_watts: None,
         }
     }
 
@@ -132,11 +164,19 @@ impl GpuSample {
             .reduce(f64::max)
     }
 
-    /// Total power draw across devices, watts.
+    /// Total power draw, watts: the board's where measured, else the devices' sum.
     pub fn power_watts(&self) -> Option<f64> {
+        if self.board_power_watts.is_some() {
+            return self.board_power_watts;
+        }
         let mut it = self.devices.iter().filter_map(|d| d.power_watts).peekable();
         it.peek()?;
         Some(it.sum())
+    }
+
+    /// Devices that could not be read this time.
+    pub fn failing(&self) -> impl Iterator<Item = &Device> {
+        self.devices.iter().filter(|d| d.error.is_some())
     }
 }
 

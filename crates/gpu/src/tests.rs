@@ -20,6 +20,8 @@ fn aggregates_skip_devices_that_do_not_report() {
     let s = GpuSample {
         backend: BackendKind::Nvml,
         reason: None,
+        system: SystemInfo::default(),
+        board_power_watts: None,
         devices: vec![
             device(Some(20.0), Some(1 << 30), Some(50.0), Some(100.0)),
             device(Some(40.0), None, Some(71.0), None),

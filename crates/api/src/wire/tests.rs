@@ -95,6 +95,8 @@ fn temperature_falls_back_to_the_gpu() {
             utilization_percent: Some(30.5),
             ..Default::default()
         }],
+        system: gpu::SystemInfo::default(),
+        board_power_watts: None,
     };
     let v = json(&encode_metrics(&s));
     assert_eq!(v["temperature"], 61.0);

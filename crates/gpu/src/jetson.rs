@@ -1,0 +1,1 @@
+//! Jetson (Tegra) GPUs from sysfs (placeholder: being written).
