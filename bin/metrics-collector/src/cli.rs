@@ -78,10 +78,13 @@ fn help() -> String {
 }
 
 fn sample(config: Config) -> ExitCode {
-    let gpu = match gpu::select(config.gpu) {
+    let gpu = match gpu::select(config.gpu, &config.roots) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("metrics-collector: METRICS_GPU_BACKEND: {e}");
+            eprintln!(
+                "metrics-collector: METRICS_GPU_BACKEND=\"{}\": {e}",
+                config.gpu.as_str()
+            );
             return ExitCode::from(BAD_SETTING);
         }
     };

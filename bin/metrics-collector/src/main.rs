@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 mod cli;
 mod config;
+#[cfg(test)]
+mod gpu_tests;
 mod sampler;
 mod serve;
 

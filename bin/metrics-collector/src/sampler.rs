@@ -28,6 +28,8 @@ pub(crate) struct Sampler<C, M, D, T> {
     disk: Shared<D>,
     thermal: Shared<T>,
     gpu: Shared<Box<dyn GpuBackend>>,
+    /// Known without locking `gpu`, whose lock a hung driver call may hold for ever.
+    gpu_kind: gpu::BackendKind,
     deadline: Duration,
     seq: u64,
     last_ok: [Option<SystemTime>; 5],
@@ -74,6 +76,7 @@ where
             memory: Arc::new(Mutex::new(memory)),
             disk: Arc::new(Mutex::new(disk)),
             thermal: Arc::new(Mutex::new(thermal)),
+            gpu_kind: gpu.kind(),
             gpu: Arc::new(Mutex::new(gpu)),
             deadline,
             seq: 0,
@@ -93,17 +96,11 @@ where
             read(&self.thermal, deadline),
             run_guarded(&self.gpu, deadline, |g| Ok(g.sample())),
         );
-        let gpu_kind = self.gpu.lock().map_or(gpu::BackendKind::None, |g| g.kind());
+        let gpu_kind = self.gpu_kind;
         let (gpu_sample, gpu_time) = gpu;
         let gpu_sample =
             gpu_sample.unwrap_or_else(|e| gpu::GpuSample::unavailable(gpu_kind, e.reason()));
-        let gpu_error = gpu_sample.reason.as_ref().map(|r| {
-            if gpu_sample.backend == gpu::BackendKind::None {
-                Unavailable::absent(r)
-            } else {
-                Unavailable::new(r)
-            }
-        });
+        let gpu_error = gpu_health(&gpu_sample);
 
         self.seq += 1;
         let errors = [
@@ -144,6 +141,29 @@ where
         }
         Published::new(snapshot, now, self.last_success)
     }
+}
+
+/// The GPU family's state for `/health`: no GPU is absent (not a fault), a backend that
+/// cannot read or a device that failed is an error naming it.
+fn gpu_health(g: &gpu::GpuSample) -> Option<Unavailable> {
+    if let Some(reason) = &g.reason {
+        return Some(if g.backend == gpu::BackendKind::None {
+            Unavailable::absent(reason)
+        } else {
+            Unavailable::new(reason)
+        });
+    }
+    let failing: Vec<String> = g
+        .failing()
+        .map(|d| {
+            format!(
+                "GPU {}: {}",
+                d.index,
+                d.error.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    (!failing.is_empty()).then(|| Unavailable::new(failing.join("; ")))
 }
 
 async fn read<P: Probe + 'static>(

@@ -16,11 +16,14 @@ const RESERVED_FDS: u64 = 64;
 
 pub(crate) fn serve(config: Config) -> ExitCode {
     init_logging();
-    let gpu = match gpu::select(config.gpu) {
+    let gpu = match gpu::select(config.gpu, &config.roots) {
         Ok(g) => g,
         Err(e) => {
             // The operator asked for a backend this machine or build does not have.
-            eprintln!("metrics-collector: METRICS_GPU_BACKEND: {e}");
+            eprintln!(
+                "metrics-collector: METRICS_GPU_BACKEND=\"{}\": {e}",
+                config.gpu.as_str()
+            );
             return ExitCode::from(2);
         }
     };

@@ -11,8 +11,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod jetson;
 mod none;
+pub mod nvml;
 
 pub use none::NoGpu;
 
@@ -49,6 +52,17 @@ pub enum Choice {
     Nvml,
     Jetson,
     None,
+}
+
+impl Choice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Nvml => "nvml",
+            Self::Jetson => "jetson",
+            Self::None => "none",
+        }
+    }
 }
 
 impl FromStr for Choice {
@@ -198,23 +212,48 @@ pub trait GpuBackend: Send {
     fn sample(&mut self) -> GpuSample;
 }
 
-/// The backend for `choice` on this machine. `Auto` always succeeds (with [`NoGpu`] when
-/// nothing else is there); an explicit choice that cannot run is an error, so start-up
-/// can stop and say so.
-pub fn select(choice: Choice) -> Result<Box<dyn GpuBackend>, Error> {
+/// The backend for `choice` on this machine, reading under `roots`.
+///
+/// `Auto` never fails: a Tegra board gets the Jetson backend (NVML there is absent, or
+/// answers `NotSupported` for everything before Thor), a machine with a working NVML gets
+/// NVML (unless its only GPU is Tegra's "nvgpu"), an NVML library that fails to start gets
+/// NVML anyway (it retries with back-off: the driver may come up later), and anything
+/// else gets [`NoGpu`] with the reason. An explicit choice that cannot run is an error.
+pub fn select(choice: Choice, roots: &probes::Roots) -> Result<Box<dyn GpuBackend>, Error> {
     match choice {
         Choice::None => Ok(Box::new(NoGpu::new("disabled by METRICS_GPU_BACKEND=none"))),
-        Choice::Auto => Ok(Box::new(NoGpu::new(
-            "no GPU backend found: this build reads no NVML or Jetson GPU yet",
-        ))),
-        Choice::Nvml => Err(Error::Unavailable(
-            BackendKind::Nvml,
-            "this build has no NVML backend".into(),
-        )),
-        Choice::Jetson => Err(Error::Unavailable(
-            BackendKind::Jetson,
-            "this build has no Jetson backend".into(),
-        )),
+        Choice::Jetson => {
+            if jetson::detect(roots) {
+                Ok(Box::new(jetson::Jetson::new(roots)))
+            } else {
+                Err(Error::Unavailable(BackendKind::Jetson, "this machine is not a Jetson (no Tegra GPU under sysfs, no /etc/nv_tegra_release)".into()))
+            }
+        }
+        Choice::Nvml => match nvml::Nvml::open(roots) {
+            Ok(n) => Ok(Box::new(n)),
+            Err(e) => Err(Error::Unavailable(BackendKind::Nvml, e.reason().to_owned())),
+        },
+        Choice::Auto => {
+            if jetson::detect(roots) {
+                return Ok(Box::new(jetson::Jetson::new(roots)));
+            }
+            match nvml::Nvml::open(roots) {
+                Ok(n)
+                    if n.device_names()
+                        .iter()
+                        .any(|name| name.to_ascii_lowercase().contains("nvgpu")) =>
+                {
+                    Ok(Box::new(jetson::Jetson::new(roots)))
+                }
+                Ok(n) => Ok(Box::new(n)),
+                Err(nvml::OpenError::Failed(reason)) => {
+                    Ok(Box::new(nvml::Nvml::retrying(roots, reason)))
+                }
+                Err(nvml::OpenError::Missing(reason)) => Ok(Box::new(NoGpu::new(format!(
+                    "no GPU found: {reason}, and not a Jetson"
+                )))),
+            }
+        }
     }
 }
 

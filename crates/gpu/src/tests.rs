@@ -51,11 +51,17 @@ fn choices_parse_and_explicit_missing_backends_fail() {
     assert_eq!("AUTO".parse(), Ok(Choice::Auto));
     assert_eq!(" none ".parse(), Ok(Choice::None));
     assert_eq!("cuda".parse::<Choice>(), Err(()));
-    assert!(select(Choice::Auto).is_ok());
+    assert!(select(Choice::Auto, &probes::Roots::default()).is_ok());
     assert_eq!(
-        select(Choice::None).unwrap().sample().backend,
+        select(Choice::None, &probes::Roots::default())
+            .unwrap()
+            .sample()
+            .backend,
         BackendKind::None
     );
-    let err = select(Choice::Nvml).err().unwrap().to_string();
+    let err = select(Choice::Nvml, &probes::Roots::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("nvml"), "{err}");
 }
