@@ -74,6 +74,12 @@ struct GpuWire<'a> {
     backend: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    board_model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    l4t_release: Option<&'a str>,
     utilization: Option<f64>,
     memory_used: Option<u64>,
     memory_total: Option<u64>,
@@ -92,8 +98,17 @@ struct DeviceWire<'a> {
     memory_total: Option<u64>,
     temperature: Option<f64>,
     power_draw: Option<f64>,
+    power_limit: Option<f64>,
+    fan: Option<f64>,
+    performance_state: Option<u32>,
+    throttle_reasons: Option<&'a [String]>,
+    ecc_errors_uncorrected: Option<u64>,
+    /// False when the device could not be read this time (`error` says why).
+    healthy: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
 }
 
 pub(crate) fn to_bytes(value: &impl Serialize) -> Bytes {
@@ -131,6 +146,9 @@ pub(crate) fn encode_gpu(g: &gpu::GpuSample) -> Bytes {
         available: g.available(),
         backend: g.backend.as_str(),
         reason: g.reason.as_deref(),
+        driver_version: g.system.driver_version.as_deref(),
+        board_model: g.system.board_model.as_deref(),
+        l4t_release: g.system.l4t_release.as_deref(),
         utilization: one_decimal(g.mean_utilization()),
         memory_used: g.memory_used_bytes(),
         memory_total: g.memory_total_bytes(),
@@ -150,11 +168,24 @@ pub(crate) fn encode_gpu(g: &gpu::GpuSample) -> Bytes {
                 memory_used: d.memory_used_bytes,
                 memory_total: d.memory_total_bytes,
                 temperature: one_decimal(d.celsius),
-                power_draw: d.power_watts,
+                power_draw: watts(d.power_watts),
+                power_limit: watts(d.power_limit_watts),
+                fan: one_decimal(d.fan_percent),
+                performance_state: d.performance_state,
+                throttle_reasons: d.throttle_reasons.as_deref(),
+                ecc_errors_uncorrected: d.ecc_uncorrected,
+                healthy: d.error.is_none(),
                 error: d.error.as_deref(),
+                notes: &d.notes,
             })
             .collect(),
     })
+}
+
+/// Watts with two decimals (NVML reports milliwatts).
+fn watts(w: Option<f64>) -> Option<f64> {
+    w.filter(|w| w.is_finite())
+        .map(|w| (w * 100.0).round() / 100.0)
 }
 
 #[derive(Serialize)]
