@@ -4,6 +4,8 @@
 //! them on free loopback ports, and measures each the same way: idle RSS and idle CPU over
 //! a quiet window (both idle at once), then `wrk -t2 -c64` and `wrk -t1 -c1` on `/metrics`
 //! after a 2 s warm-up, with the server's CPU time per request and its RSS after load.
+//! `--rounds N` repeats the load part N times, alternating which server goes first, and
+//! reports medians: on a noisy 2-core VM one round can be off by 20 %.
 //! Prints a markdown table with the ratios ours / baseline and the issue's goals.
 //!
 //! Both servers are stopped by PID at the end, also on error (a guard's `Drop`). Every wait
@@ -22,9 +24,11 @@ use anyhow::{Context, bail};
 
 use crate::util::{self, cargo};
 
-const USAGE: &str = "usage: cargo xtask bench [--idle-secs N] [--duration N] [--interval S]
+const USAGE: &str =
+    "usage: cargo xtask bench [--idle-secs N] [--duration N] [--rounds N] [--interval S]
   --idle-secs N   idle window for RSS and CPU, seconds (default 60)
   --duration N    seconds of the measured wrk -c64 run (default 10; the c1 run is min(N, 5))
+  --rounds N      load rounds per server, order alternating, medians reported (default 1)
   --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)";
 
 /// How long a server may take to answer its first 200.
@@ -47,6 +51,7 @@ struct Options {
     idle_secs: u64,
     duration: u64,
     interval: String,
+    rounds: usize,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -54,6 +59,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         idle_secs: 60,
         duration: 10,
         interval: "5".to_owned(),
+        rounds: 1,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -80,6 +86,13 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         match flag {
             "--idle-secs" => options.idle_secs = seconds(value()?)?,
             "--duration" => options.duration = seconds(value()?)?,
+            "--rounds" => {
+                let v = value()?;
+                match v.parse::<usize>() {
+                    Ok(n) if (1..=20).contains(&n) => options.rounds = n,
+                    _ => bail!("--rounds {v:?}: expected 1 to 20"),
+                }
+            }
             "--interval" => {
                 let v = value()?;
                 match v.parse::<f64>() {
@@ -101,7 +114,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     eprintln!("xtask: building release binaries");
     util::run(cargo().args(["build", "--release", "-p", "metrics-collector"]))?;
-    util::run(cargo().args(["build", "--release", "--example", "bare_server", "-p", "api"]))?;
+    util::run(cargo().args([
+        "build",
+        "--release",
+        "--example",
+        "bare_server",
+        "-p",
+        "api",
+    ]))?;
     let target = target_dir()?;
     let ours_bin = target.join("release/metrics-collector");
     let bare_bin = target.join("release/examples/bare_server");
@@ -154,7 +174,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // Idle: both at once, nothing requesting.
     std::thread::sleep(SETTLE);
     let idle = Duration::from_secs(options.idle_secs);
-    eprintln!("xtask: idle window {} s (nothing requesting)", options.idle_secs);
+    eprintln!(
+        "xtask: idle window {} s (nothing requesting)",
+        options.idle_secs
+    );
     let before: Vec<_> = servers
         .0
         .iter()
@@ -181,42 +204,24 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         });
     }
 
-    // Load: one server at a time, the other one idle.
+    // Load: one server at a time, the other one idle. With several rounds the order
+    // alternates (ours first, then the baseline first, ...) and medians are reported.
     let c1_secs = options.duration.min(5);
-    let mut loads = Vec::new();
-    for server in &servers.0 {
-        let pid = server.pid();
-        let url = format!("http://127.0.0.1:{}/metrics", server.port);
-        let tag = server.name;
-        let warm = format!("-d{WARM_UP_SECS}s");
-        wrk(&out, &format!("{tag}.warm"), &["-t2", "-c64", &warm], &url)?;
-        std::thread::sleep(Duration::from_secs(1));
-        let d64 = format!("-d{}s", options.duration);
-        let ticks0 = cpu_ticks(pid)?;
-        let c64 = wrk(&out, &format!("{tag}.c64"), &["-t2", "-c64", &d64, "--latency"], &url)?;
-        let ticks = cpu_ticks(pid)?.saturating_sub(ticks0);
-        std::thread::sleep(Duration::from_secs(1));
-        let d1 = format!("-d{c1_secs}s");
-        let c1 = wrk(&out, &format!("{tag}.c1"), &["-t1", "-c1", &d1, "--latency"], &url)?;
-        let cpu_us_per_request = if c64.requests > 0 {
-            ticks as f64 * 1e6 / clk_tck / c64.requests as f64
-        } else {
-            f64::NAN
-        };
-        eprintln!(
-            "xtask: {tag}: c64 {:.0} req/s (2xx), p99 {}; c1 p50 {}",
-            c64.rps_2xx,
-            fmt_us(c64.p99_us),
-            fmt_us(c1.p50_us)
-        );
-        loads.push(Load {
-            c64,
-            c1,
-            cpu_us_per_request,
-            rss_kib: status_field(pid, "VmRSS")?,
-            hwm_kib: status_field(pid, "VmHWM")?,
-        });
+    let mut rounds: [Vec<Load>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..options.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let load = measure_load(&servers.0[i], round, &options, c1_secs, clk_tck, &out)?;
+            rounds[i].push(load);
+        }
     }
+    let [ours_rounds, bare_rounds] = rounds;
+    let per_round: Vec<f64> = ours_rounds
+        .iter()
+        .zip(&bare_rounds)
+        .map(|(o, b)| o.c64.rps_2xx / b.c64.rps_2xx)
+        .collect();
+    let loads = [Load::median(&ours_rounds)?, Load::median(&bare_rounds)?];
     drop(servers);
 
     let figures: Vec<Figures> = ["ours (metrics-collector)", "baseline (bare hyper)"]
@@ -235,11 +240,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let [ours, bare] = figures.as_slice() else {
         bail!("expected figures for two servers");
     };
-    let report = report(&options, c1_secs, ours, bare);
+    let report = report(&options, c1_secs, ours, bare, &per_round);
     std::fs::write(out.join("table.md"), &report)
         .with_context(|| format!("writing {}", out.join("table.md").display()))?;
     print_report(&report);
-    eprintln!("xtask: raw wrk outputs and server logs in {}", out.display());
+    eprintln!(
+        "xtask: raw wrk outputs and server logs in {}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -267,6 +275,92 @@ struct Load {
     hwm_kib: u64,
 }
 
+impl Load {
+    /// The median of each figure over rounds; error counts summed; RSS after the last
+    /// round, peak RSS the highest.
+    fn median(rounds: &[Load]) -> anyhow::Result<Load> {
+        let last = rounds.last().context("no load round ran")?;
+        let wrk = |pick: fn(&Load) -> &Wrk| Wrk {
+            requests: rounds.iter().map(|r| pick(r).requests).sum(),
+            rps_2xx: median(rounds.iter().map(|r| pick(r).rps_2xx)),
+            p50_us: median(rounds.iter().map(|r| pick(r).p50_us)),
+            p99_us: median(rounds.iter().map(|r| pick(r).p99_us)),
+            non_2xx: rounds.iter().map(|r| pick(r).non_2xx).sum(),
+            socket_errors: rounds.iter().map(|r| pick(r).socket_errors).sum(),
+        };
+        Ok(Load {
+            c64: wrk(|r| &r.c64),
+            c1: wrk(|r| &r.c1),
+            cpu_us_per_request: median(rounds.iter().map(|r| r.cpu_us_per_request)),
+            rss_kib: last.rss_kib,
+            hwm_kib: rounds.iter().map(|r| r.hwm_kib).max().unwrap_or(0),
+        })
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One round on one server: warm-up, `wrk -c64` with the server's CPU time read around
+/// it, then `wrk -c1`.
+fn measure_load(
+    server: &Server,
+    round: usize,
+    options: &Options,
+    c1_secs: u64,
+    clk_tck: f64,
+    out: &Path,
+) -> anyhow::Result<Load> {
+    let pid = server.pid();
+    let url = format!("http://127.0.0.1:{}/metrics", server.port);
+    let tag = format!("{}.r{}", server.name, round + 1);
+    let warm = format!("-d{WARM_UP_SECS}s");
+    wrk(out, &format!("{tag}.warm"), &["-t2", "-c64", &warm], &url)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let d64 = format!("-d{}s", options.duration);
+    let ticks0 = cpu_ticks(pid)?;
+    let c64 = wrk(
+        out,
+        &format!("{tag}.c64"),
+        &["-t2", "-c64", &d64, "--latency"],
+        &url,
+    )?;
+    let ticks = cpu_ticks(pid)?.saturating_sub(ticks0);
+    std::thread::sleep(Duration::from_secs(1));
+    let d1 = format!("-d{c1_secs}s");
+    let c1 = wrk(
+        out,
+        &format!("{tag}.c1"),
+        &["-t1", "-c1", &d1, "--latency"],
+        &url,
+    )?;
+    let cpu_us_per_request = if c64.requests > 0 {
+        ticks as f64 * 1e6 / clk_tck / c64.requests as f64
+    } else {
+        f64::NAN
+    };
+    eprintln!(
+        "xtask: {tag}: c64 {:.0} req/s (2xx), p99 {}; c1 p50 {}",
+        c64.rps_2xx,
+        fmt_us(c64.p99_us),
+        fmt_us(c1.p50_us)
+    );
+    Ok(Load {
+        c64,
+        c1,
+        cpu_us_per_request,
+        rss_kib: status_field(pid, "VmRSS")?,
+        hwm_kib: status_field(pid, "VmHWM")?,
+    })
+}
+
 #[derive(Debug)]
 struct Figures {
     name: &'static str,
@@ -276,17 +370,34 @@ struct Figures {
     body_bytes: usize,
 }
 
-fn report(options: &Options, c1_secs: u64, ours: &Figures, bare: &Figures) -> String {
+fn report(
+    options: &Options,
+    c1_secs: u64,
+    ours: &Figures,
+    bare: &Figures,
+    per_round: &[f64],
+) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut s = String::new();
     let _ = writeln!(s, "{}", machine());
     let _ = writeln!(
         s,
         "load: `wrk -t2 -c64 -d{d}s --latency` and `wrk -t1 -c1 -d{c1_secs}s --latency` on /metrics \
-         after `wrk -t2 -c64 -d{WARM_UP_SECS}s`; idle window {i} s; METRICS_INTERVAL_LIVE={iv}\n",
+         after `wrk -t2 -c64 -d{WARM_UP_SECS}s`; idle window {i} s; METRICS_INTERVAL_LIVE={iv}; \
+         {r} load round(s), order alternating{m}\n",
         d = options.duration,
         i = options.idle_secs,
         iv = options.interval,
+        r = options.rounds,
+        m = if options.rounds > 1 {
+            let ratios: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
+            format!(
+                "; load figures are medians (error counts summed); req/s c64 ours / baseline per round: {}",
+                ratios.join(", ")
+            )
+        } else {
+            String::new()
+        },
     );
     s.push_str(
         "| server | req/s c64 (2xx) | p50 c64 | p99 c64 | non-2xx c64 | socket errors c64 | \
@@ -346,7 +457,10 @@ fn report(options: &Options, c1_secs: u64, ours: &Figures, bare: &Figures) -> St
     let at = if options.interval == "5" {
         String::new()
     } else {
-        format!(" (goal is for a 5 s interval; measured at {} s)", options.interval)
+        format!(
+            " (goal is for a 5 s interval; measured at {} s)",
+            options.interval
+        )
     };
     let verdict = |ok: bool| if ok { "met" } else { "**MISSED**" };
     s.push_str("| goal | target | measured | |\n|---|---|---:|---|\n");
@@ -383,7 +497,11 @@ fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim())
+        })
         .unwrap_or("unknown CPU");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -602,7 +720,11 @@ fn sched_ns(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
         let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
             continue;
         };
-        if let Some(ns) = text.split_ascii_whitespace().next().and_then(|v| v.parse().ok()) {
+        if let Some(ns) = text
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+        {
             times.insert(tid, ns);
         }
     }
@@ -641,7 +763,9 @@ fn target_dir() -> anyhow::Result<PathBuf> {
     let end = text[start..]
         .find('"')
         .context("cargo metadata: unterminated target_directory")?;
-    Ok(PathBuf::from(text[start..start + end].replace("\\\\", "\\")))
+    Ok(PathBuf::from(
+        text[start..start + end].replace("\\\\", "\\"),
+    ))
 }
 
 // --- wrk ---------------------------------------------------------------------------------
@@ -683,7 +807,10 @@ fn wrk(out: &Path, tag: &str, args: &[&str], url: &str) -> anyhow::Result<Wrk> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("wrk ran 30 s past its duration; killed (output in {})", path.display());
+            bail!(
+                "wrk ran 30 s past its duration; killed (output in {})",
+                path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -792,7 +919,12 @@ Transfer/sec:     20.00MB
 
     #[test]
     fn durations() {
-        for (text, us) in [("5us", 5.0), ("1.5ms", 1500.0), ("2.00s", 2e6), ("1.00m", 60e6)] {
+        for (text, us) in [
+            ("5us", 5.0),
+            ("1.5ms", 1500.0),
+            ("2.00s", 2e6),
+            ("1.00m", 60e6),
+        ] {
             assert_eq!(duration_us(text).unwrap(), us, "{text}");
         }
         assert!(duration_us("12").is_err());
