@@ -9,6 +9,7 @@ mod cli;
 mod config;
 #[cfg(test)]
 mod gpu_tests;
+mod runner;
 mod sampler;
 mod serve;
 

@@ -1,5 +1,6 @@
 //! The sampling loop: one tick every live interval, each family read off the async workers
-//! with its own deadline, the result published once for every reader.
+//! (on the `runner`'s probe thread) with its own deadline, the result published once for
+//! every reader.
 //!
 //! A family that fails, panics or hangs gives `null` with a reason for that tick; the
 //! others and the loop carry on. A hung read (statvfs on a dead network mount) keeps its
@@ -13,7 +14,9 @@ use api::{ProbeState, Published, Snapshot};
 use gpu::GpuBackend;
 use probes::{Probe, Reading, Unavailable};
 use store::WindowBuilder;
-use tokio::sync::watch;
+
+use crate::runner::{Job, Runner};
+use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 #[cfg(test)]
@@ -31,6 +34,7 @@ pub(crate) struct Sampler<C, M, D, T> {
     /// Known without locking `gpu`, whose lock a hung driver call may hold for ever.
     gpu_kind: gpu::BackendKind,
     deadline: Duration,
+    runner: Runner,
     seq: u64,
     last_ok: [Option<SystemTime>; 5],
     last_success: Option<Instant>,
@@ -79,6 +83,7 @@ where
             gpu_kind: gpu.kind(),
             gpu: Arc::new(Mutex::new(gpu)),
             deadline,
+            runner: Runner::default(),
             seq: 0,
             last_ok: [None; 5],
             last_success: None,
@@ -88,14 +93,21 @@ where
     /// Reads every family at once, each bounded by the deadline, and builds the snapshot
     /// of this tick. `taken_at`/`now` are the moment of the tick.
     pub(crate) async fn tick(&mut self, taken_at: SystemTime, now: Instant) -> Published {
+        // Cheap and safe first; the reads that can hang (GPU driver, disk) last, so a hang
+        // delays nobody queued behind it for longer than the deadline.
+        let (cpu_job, cpu_rx) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
+        let (memory_job, memory_rx) = job(&self.memory, |p| p.read().map_err(Unavailable::from));
+        let (thermal_job, thermal_rx) = job(&self.thermal, |p| p.read().map_err(Unavailable::from));
+        let (gpu_job, gpu_rx) = job(&self.gpu, |g| Ok(g.sample()));
+        let (disk_job, disk_rx) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
+        self.runner
+            .submit([cpu_job, memory_job, thermal_job, gpu_job, disk_job]);
         let deadline = self.deadline;
-        let (cpu, memory, disk, thermal, gpu) = tokio::join!(
-            read(&self.cpu, deadline),
-            read(&self.memory, deadline),
-            read(&self.disk, deadline),
-            read(&self.thermal, deadline),
-            run_guarded(&self.gpu, deadline, |g| Ok(g.sample())),
-        );
+        let cpu = collect(&self.runner, cpu_rx, deadline).await;
+        let memory = collect(&self.runner, memory_rx, deadline).await;
+        let thermal = collect(&self.runner, thermal_rx, deadline).await;
+        let gpu = collect(&self.runner, gpu_rx, deadline).await;
+        let disk = collect(&self.runner, disk_rx, deadline).await;
         let gpu_kind = self.gpu_kind;
         let (gpu_sample, gpu_time) = gpu;
         let gpu_sample =
@@ -166,56 +178,76 @@ fn gpu_health(g: &gpu::GpuSample) -> Option<Unavailable> {
     (!failing.is_empty()).then(|| Unavailable::new(failing.join("; ")))
 }
 
-async fn read<P: Probe + 'static>(
-    probe: &Shared<P>,
-    deadline: Duration,
-) -> (Reading<P::Output>, Duration)
-where
-    P::Output: Send + 'static,
-{
-    run_guarded(probe, deadline, |p| p.read().map_err(Unavailable::from)).await
-}
-
-/// Runs `f` on the blocking pool with the probe locked, waiting at most `deadline`. A probe
-/// whose previous read is still running (hung) is not read again.
-async fn run_guarded<P, R, F>(probe: &Shared<P>, deadline: Duration, f: F) -> (Reading<R>, Duration)
+/// Queues `f` with the probe locked on the runner, and returns a receiver of its reading
+/// and how long it took. A probe whose previous read is still running (hung) is not read
+/// again: the job answers at once that it is still waiting.
+fn job<P, R, F>(probe: &Shared<P>, f: F) -> (Job, oneshot::Receiver<(Reading<R>, Duration)>)
 where
     P: Send + 'static + ?Sized,
     R: Send + 'static,
     F: FnOnce(&mut P) -> Reading<R> + Send + 'static,
 {
     let probe = Arc::clone(probe);
-    let started = Instant::now();
-    let task = tokio::task::spawn_blocking(move || {
-        let mut guard = match probe.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::WouldBlock) => {
-                return Err(Unavailable::new(
-                    "the previous read has not returned yet (hung)",
-                ));
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let started = Instant::now();
+        let reading = match probe.try_lock() {
+            Ok(mut guard) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
+                    .unwrap_or_else(|payload| {
+                        Err(Unavailable::new(format!(
+                            "the read panicked: {}",
+                            panic_message(payload)
+                        )))
+                    })
             }
+            Err(TryLockError::WouldBlock) => Err(Unavailable::new(
+                "the previous read has not returned yet (hung)",
+            )),
             // A read panicked earlier; its state is still usable for a fresh read.
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut guard = poisoned.into_inner();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
+                    .unwrap_or_else(|payload| {
+                        Err(Unavailable::new(format!(
+                            "the read panicked: {}",
+                            panic_message(payload)
+                        )))
+                    })
+            }
         };
-        f(&mut guard)
+        let _ = tx.send((reading, started.elapsed()));
     });
-    let result = match tokio::time::timeout(deadline, task).await {
-        Ok(Ok(reading)) => reading,
-        Ok(Err(join)) if join.is_panic() => Err(Unavailable::new(format!(
-            "the read panicked: {}",
-            panic_message(join)
-        ))),
-        Ok(Err(_)) => Err(Unavailable::new("the read was cancelled")),
-        Err(_) => Err(Unavailable::new(format!(
-            "timed out after {:.1} s",
-            deadline.as_secs_f64()
-        ))),
-    };
-    (result, started.elapsed().min(deadline))
+    (job, rx)
 }
 
-fn panic_message(join: tokio::task::JoinError) -> String {
-    let payload = join.into_panic();
+/// Waits for one queued read, at most `deadline`; past it, a spare thread takes the reads
+/// queued behind the stuck one.
+async fn collect<R>(
+    runner: &Runner,
+    rx: oneshot::Receiver<(Reading<R>, Duration)>,
+    deadline: Duration,
+) -> (Reading<R>, Duration) {
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_)) => (
+            Err(Unavailable::new("the read was abandoned")),
+            Duration::ZERO,
+        ),
+        Err(_) => {
+            runner.add_spare();
+            (
+                Err(Unavailable::new(format!(
+                    "timed out after {:.1} s",
+                    deadline.as_secs_f64()
+                ))),
+                deadline,
+            )
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -20,6 +20,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::{Error, Probe};
 
@@ -135,6 +136,11 @@ pub struct Thermal {
     sensors: Vec<Sensor>,
     /// Index into `sensors` of the one that gave the last value.
     last: Option<usize>,
+    /// On a host with no sensor at all (most VMs), the search is repeated at most this
+    /// often: a sensor can appear after boot, but searching every tick is wasted work.
+    rescan_every: Duration,
+    /// The last "no sensor" answer and when to search again.
+    absent: Option<(Instant, String)>,
 }
 
 impl Thermal {
@@ -144,7 +150,15 @@ impl Thermal {
             sysfs: sysfs.to_owned(),
             sensors: Vec::new(),
             last: None,
+            rescan_every: Duration::from_secs(60),
+            absent: None,
         }
+    }
+
+    /// How often to search again while the host shows no sensor (default 60 s).
+    pub fn rescan_every(mut self, every: Duration) -> Self {
+        self.rescan_every = every;
+        self
     }
 
     /// The sensor that gave the last value ("coretemp Package id 1", "CPU-therm"), or
@@ -203,6 +217,11 @@ impl Probe for Thermal {
     }
 
     fn read(&mut self) -> Result<f64, Error> {
+        if let Some((until, why)) = &self.absent
+            && Instant::now() < *until
+        {
+            return Err(Error::Absent(why.clone()));
+        }
         if !self.sensors.is_empty() {
             let readings = read_all(&self.sensors);
             // A file that no longer reads means the sensor moved or went: look again.
@@ -213,7 +232,12 @@ impl Probe for Thermal {
                 return Ok(celsius);
             }
         }
-        self.rediscover()
+        let result = self.rediscover();
+        self.absent = match &result {
+            Err(Error::Absent(why)) => Some((Instant::now() + self.rescan_every, why.clone())),
+            _ => None,
+        };
+        result
     }
 }
 

@@ -1,4 +1,5 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::*;
 
@@ -339,7 +340,7 @@ fn an_offline_cached_zone_gives_way_to_a_rediscovered_one() {
 #[test]
 fn a_sensor_that_appears_later_is_found_on_the_next_read() {
     let tree = TempTree::copy_of("no-sensors");
-    let mut probe = Thermal::new(tree.root());
+    let mut probe = Thermal::new(tree.root()).rescan_every(Duration::ZERO);
     assert!(probe.read().is_err());
 
     // e.g. `modprobe coretemp` after boot.
@@ -450,4 +451,22 @@ impl Drop for TempTree {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+#[test]
+fn a_host_without_sensors_is_searched_again_only_after_the_rescan_period() {
+    let tree = TempTree::copy_of("no-sensors");
+    let mut probe = Thermal::new(tree.root()).rescan_every(Duration::from_secs(3600));
+    let first = probe.read().unwrap_err();
+    tree.write("class/hwmon/hwmon0/name", "coretemp\n");
+    tree.write("class/hwmon/hwmon0/temp1_label", "Package id 0\n");
+    tree.write("class/hwmon/hwmon0/temp1_input", "39000\n");
+    // Within the period the answer is remembered, not searched for.
+    let again = probe.read().unwrap_err();
+    assert_eq!(
+        crate::Unavailable::from(first),
+        crate::Unavailable::from(again)
+    );
+    let mut fresh = Thermal::new(tree.root());
+    assert_eq!(fresh.read().unwrap(), 39.0, "a new search finds it");
 }
