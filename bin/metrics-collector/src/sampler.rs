@@ -95,19 +95,57 @@ where
     pub(crate) async fn tick(&mut self, taken_at: SystemTime, now: Instant) -> Published {
         // Cheap and safe first; the reads that can hang (GPU driver, disk) last, so a hang
         // delays nobody queued behind it for longer than the deadline.
-        let (cpu_job, cpu_rx) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
-        let (memory_job, memory_rx) = job(&self.memory, |p| p.read().map_err(Unavailable::from));
-        let (thermal_job, thermal_rx) = job(&self.thermal, |p| p.read().map_err(Unavailable::from));
-        let (gpu_job, gpu_rx) = job(&self.gpu, |g| Ok(g.sample()));
-        let (disk_job, disk_rx) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
-        self.runner
-            .submit([cpu_job, memory_job, thermal_job, gpu_job, disk_job]);
+        let (cpu_job, mut cpu_rx) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
+        let (memory_job, mut memory_rx) =
+            job(&self.memory, |p| p.read().map_err(Unavailable::from));
+        let (thermal_job, mut thermal_rx) =
+            job(&self.thermal, |p| p.read().map_err(Unavailable::from));
+        let (gpu_job, mut gpu_rx) = job(&self.gpu, |g| Ok(g.sample()));
+        let (disk_job, mut disk_rx) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
+        // One wake-up when the whole batch is done, not one per read.
+        let (done_tx, mut done) = oneshot::channel::<()>();
+        let done_job: Job = Box::new(move || {
+            let _ = done_tx.send(());
+        });
+        self.runner.submit([
+            cpu_job,
+            memory_job,
+            thermal_job,
+            gpu_job,
+            disk_job,
+            done_job,
+        ]);
+
+        let (mut cpu, mut memory, mut thermal, mut gpu, mut disk) = (None, None, None, None, None);
         let deadline = self.deadline;
-        let cpu = collect(&self.runner, cpu_rx, deadline).await;
-        let memory = collect(&self.runner, memory_rx, deadline).await;
-        let thermal = collect(&self.runner, thermal_rx, deadline).await;
-        let gpu = collect(&self.runner, gpu_rx, deadline).await;
-        let disk = collect(&self.runner, disk_rx, deadline).await;
+        loop {
+            let finished = tokio::time::timeout(deadline, &mut done).await.is_ok();
+            // Answers in queue order; the first one missing after a timeout is the read
+            // that is stuck: it gets a timeout, and a spare thread takes the rest.
+            let mut stuck = !finished;
+            settle(&mut cpu, &mut cpu_rx, &mut stuck, deadline);
+            settle(&mut memory, &mut memory_rx, &mut stuck, deadline);
+            settle(&mut thermal, &mut thermal_rx, &mut stuck, deadline);
+            settle(&mut gpu, &mut gpu_rx, &mut stuck, deadline);
+            settle(&mut disk, &mut disk_rx, &mut stuck, deadline);
+            if finished
+                || (cpu.is_some()
+                    && memory.is_some()
+                    && thermal.is_some()
+                    && gpu.is_some()
+                    && disk.is_some())
+            {
+                break;
+            }
+            self.runner.add_spare();
+        }
+        let (cpu, memory, thermal, gpu, disk) = (
+            cpu.unwrap_or_else(abandoned),
+            memory.unwrap_or_else(abandoned),
+            thermal.unwrap_or_else(abandoned),
+            gpu.unwrap_or_else(abandoned),
+            disk.unwrap_or_else(abandoned),
+        );
         let gpu_kind = self.gpu_kind;
         let (gpu_sample, gpu_time) = gpu;
         let gpu_sample =
@@ -221,29 +259,49 @@ where
     (job, rx)
 }
 
-/// Waits for one queued read, at most `deadline`; past it, a spare thread takes the reads
-/// queued behind the stuck one.
-async fn collect<R>(
-    runner: &Runner,
-    rx: oneshot::Receiver<(Reading<R>, Duration)>,
+/// A read queued on the runner, until its answer is taken.
+type Pending<R> = oneshot::Receiver<(Reading<R>, Duration)>;
+
+/// Fills `slot` with the read's answer if it has one; else, if `stuck` (the batch missed
+/// its deadline and this is the first read without an answer), with a timeout.
+fn settle<R>(
+    slot: &mut Option<(Reading<R>, Duration)>,
+    rx: &mut Pending<R>,
+    stuck: &mut bool,
     deadline: Duration,
-) -> (Reading<R>, Duration) {
-    match tokio::time::timeout(deadline, rx).await {
-        Ok(Ok(done)) => done,
-        Ok(Err(_)) => (
+) {
+    if slot.is_some() {
+        return;
+    }
+    *slot = take(rx);
+    if slot.is_none() && *stuck {
+        *slot = Some((
+            Err(Unavailable::new(format!(
+                "timed out after {:.1} s",
+                deadline.as_secs_f64()
+            ))),
+            deadline,
+        ));
+        *stuck = false;
+    }
+}
+
+fn abandoned<R>() -> (Reading<R>, Duration) {
+    (
+        Err(Unavailable::new("the read was abandoned")),
+        Duration::ZERO,
+    )
+}
+
+/// Takes a finished read's answer; `None` while it is still running.
+fn take<R>(rx: &mut Pending<R>) -> Option<(Reading<R>, Duration)> {
+    match rx.try_recv() {
+        Ok(done) => Some(done),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => Some((
             Err(Unavailable::new("the read was abandoned")),
             Duration::ZERO,
-        ),
-        Err(_) => {
-            runner.add_spare();
-            (
-                Err(Unavailable::new(format!(
-                    "timed out after {:.1} s",
-                    deadline.as_secs_f64()
-                ))),
-                deadline,
-            )
-        }
+        )),
     }
 }
 
