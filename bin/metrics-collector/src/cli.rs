@@ -103,8 +103,7 @@ fn sample(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let published =
-        runtime.block_on(sampler.tick(std::time::SystemTime::now(), std::time::Instant::now()));
+    let published = runtime.block_on(sampler.tick());
     out(&format!(
         "{}\n",
         String::from_utf8_lossy(published.metrics_body())

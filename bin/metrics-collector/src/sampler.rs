@@ -17,7 +17,6 @@ use store::WindowBuilder;
 
 use crate::runner::{Job, Runner};
 use tokio::sync::{oneshot, watch};
-use tokio::time::MissedTickBehavior;
 
 #[cfg(test)]
 mod tests;
@@ -90,44 +89,73 @@ where
         }
     }
 
-    /// Reads every family at once, each bounded by the deadline, and builds the snapshot
-    /// of this tick. `taken_at`/`now` are the moment of the tick.
-    pub(crate) async fn tick(&mut self, taken_at: SystemTime, now: Instant) -> Published {
-        // Cheap and safe first; the reads that can hang (GPU driver, disk) last, so a hang
-        // delays nobody queued behind it for longer than the deadline.
-        let (cpu_job, mut cpu_rx) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
-        let (memory_job, mut memory_rx) =
-            job(&self.memory, |p| p.read().map_err(Unavailable::from));
-        let (thermal_job, mut thermal_rx) =
-            job(&self.thermal, |p| p.read().map_err(Unavailable::from));
-        let (gpu_job, mut gpu_rx) = job(&self.gpu, |g| Ok(g.sample()));
-        let (disk_job, mut disk_rx) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
-        // One wake-up when the whole batch is done, not one per read.
-        let (done_tx, mut done) = oneshot::channel::<()>();
+    /// Queues the reads of the tick due `at` (cheap and safe first; the ones that can
+    /// hang, GPU driver and disk, last, so a hang delays nobody behind it for longer than
+    /// the deadline).
+    pub(crate) fn submit(&self, at: Instant) -> Batch {
+        let (stamp_tx, stamp) = oneshot::channel();
+        let stamp_job: Job = Box::new(move || {
+            let _ = stamp_tx.send((SystemTime::now(), Instant::now()));
+        });
+        let (cpu_job, cpu) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
+        let (memory_job, memory) = job(&self.memory, |p| p.read().map_err(Unavailable::from));
+        let (thermal_job, thermal) = job(&self.thermal, |p| p.read().map_err(Unavailable::from));
+        let (gpu_job, gpu) = job(&self.gpu, |g| Ok(g.sample()));
+        let (disk_job, disk) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
+        // One wake-up of the sampler when the whole batch is done, not one per read.
+        let (done_tx, done) = oneshot::channel::<()>();
         let done_job: Job = Box::new(move || {
             let _ = done_tx.send(());
         });
-        self.runner.submit([
-            cpu_job,
-            memory_job,
-            thermal_job,
-            gpu_job,
-            disk_job,
-            done_job,
-        ]);
+        self.runner.submit_at(
+            at,
+            [
+                stamp_job,
+                cpu_job,
+                memory_job,
+                thermal_job,
+                gpu_job,
+                disk_job,
+                done_job,
+            ],
+        );
+        Batch {
+            at,
+            stamp,
+            cpu,
+            memory,
+            thermal,
+            gpu,
+            disk,
+            done,
+        }
+    }
 
-        let (mut cpu, mut memory, mut thermal, mut gpu, mut disk) = (None, None, None, None, None);
+    /// Reads every family now and builds the snapshot (`sample`, tests; the loop submits
+    /// ahead instead).
+    pub(crate) async fn tick(&mut self) -> Published {
+        let batch = self.submit(Instant::now());
+        self.finish(batch).await
+    }
+
+    /// Waits for a batch (each read bounded by the deadline from when it could start) and
+    /// builds the snapshot of its tick.
+    pub(crate) async fn finish(&mut self, mut b: Batch) -> Published {
         let deadline = self.deadline;
+        let (mut cpu, mut memory, mut thermal, mut gpu, mut disk) = (None, None, None, None, None);
+        let mut wait_until = tokio::time::Instant::from_std(b.at.max(Instant::now()) + deadline);
         loop {
-            let finished = tokio::time::timeout(deadline, &mut done).await.is_ok();
+            let finished = tokio::time::timeout_at(wait_until, &mut b.done)
+                .await
+                .is_ok();
             // Answers in queue order; the first one missing after a timeout is the read
             // that is stuck: it gets a timeout, and a spare thread takes the rest.
             let mut stuck = !finished;
-            settle(&mut cpu, &mut cpu_rx, &mut stuck, deadline);
-            settle(&mut memory, &mut memory_rx, &mut stuck, deadline);
-            settle(&mut thermal, &mut thermal_rx, &mut stuck, deadline);
-            settle(&mut gpu, &mut gpu_rx, &mut stuck, deadline);
-            settle(&mut disk, &mut disk_rx, &mut stuck, deadline);
+            settle(&mut cpu, &mut b.cpu, &mut stuck, deadline);
+            settle(&mut memory, &mut b.memory, &mut stuck, deadline);
+            settle(&mut thermal, &mut b.thermal, &mut stuck, deadline);
+            settle(&mut gpu, &mut b.gpu, &mut stuck, deadline);
+            settle(&mut disk, &mut b.disk, &mut stuck, deadline);
             if finished
                 || (cpu.is_some()
                     && memory.is_some()
@@ -138,7 +166,12 @@ where
                 break;
             }
             self.runner.add_spare();
+            wait_until = tokio::time::Instant::now() + deadline;
         }
+        let (taken_at, now) = b
+            .stamp
+            .try_recv()
+            .unwrap_or_else(|_| (SystemTime::now(), Instant::now()));
         let (cpu, memory, thermal, gpu, disk) = (
             cpu.unwrap_or_else(abandoned),
             memory.unwrap_or_else(abandoned),
@@ -259,6 +292,20 @@ where
     (job, rx)
 }
 
+/// The reads of one tick, queued on the runner, until their answers are taken.
+pub(crate) struct Batch {
+    /// When the tick is due.
+    at: Instant,
+    /// When its reads really started (wall clock for the wire, monotonic for ages).
+    stamp: oneshot::Receiver<(SystemTime, Instant)>,
+    cpu: Pending<f64>,
+    memory: Pending<probes::MemoryUsage>,
+    thermal: Pending<f64>,
+    gpu: Pending<gpu::GpuSample>,
+    disk: Pending<probes::DiskUsage>,
+    done: oneshot::Receiver<()>,
+}
+
 /// A read queued on the runner, until its answer is taken.
 type Pending<R> = oneshot::Receiver<(Reading<R>, Duration)>;
 
@@ -311,6 +358,16 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// The first moment `start + k * every` (k >= 1) after `now`.
+fn next_after(start: Instant, every: Duration, now: Instant) -> Instant {
+    let mut next = start + every;
+    if next <= now {
+        let behind = now.saturating_duration_since(next).as_nanos() / every.as_nanos().max(1);
+        next += every * u32::try_from(behind + 1).unwrap_or(u32::MAX);
+    }
+    next
 }
 
 /// How soon after start the first sample is taken: long enough for a first CPU percentage.
@@ -370,34 +427,34 @@ pub(crate) async fn run<C, M, D, T>(
     D: Probe<Output = probes::DiskUsage> + 'static,
     T: Probe<Output = f64> + 'static,
 {
-    let now = tokio::time::Instant::now();
-    let mut ticker = tokio::time::interval_at(now + first_tick_delay(live), live);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let every = persist
-        .as_ref()
-        .map_or(Duration::from_secs(3600), |p| p.every);
-    let mut windows = tokio::time::interval_at(now + every, every);
-    windows.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Ticks are due on a fixed schedule (start + k * live): a slow tick does not push the
+    // next ones back, and ticks missed (a suspended machine) are skipped, not bunched.
+    // Two ticks are queued at any time, so the probe thread always knows when to wake.
+    let mut due = Instant::now() + first_tick_delay(live);
+    let mut queued =
+        std::collections::VecDeque::from([sampler.submit(due), sampler.submit(due + live)]);
+    due += live;
+    let every = persist.as_ref().map(|p| p.every);
+    let mut close_at = every.map(|e| Instant::now() + e);
     let mut last_states: Vec<(&'static str, Condition)> = Vec::new();
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = windows.tick(), if persist.is_some() => {
-                if let Some(p) = persist.as_mut() {
-                    p.close(SystemTime::now());
-                }
-                continue;
-            }
+    while let Some(batch) = queued.pop_front() {
+        let published = tokio::select! {
+            p = sampler.finish(batch) => p,
             _ = shutdown.changed() => break,
-        }
-        let published = sampler
-            .tick(SystemTime::now(), tokio::time::Instant::now().into_std())
-            .await;
+        };
         log_changes(&mut last_states, &published.snapshot.probes);
         if let Some(p) = persist.as_mut() {
             p.add(&published.snapshot);
+            if let (Some(at), Some(every)) = (close_at, every)
+                && published.taken >= at
+            {
+                p.close(published.snapshot.sample.taken_at);
+                close_at = Some(next_after(at, every, published.taken));
+            }
         }
         publish.send_replace(Some(Arc::new(published)));
+        due = next_after(due, live, Instant::now());
+        queued.push_back(sampler.submit(due));
     }
     if let Some(mut p) = persist {
         p.close(SystemTime::now());

@@ -102,7 +102,7 @@ async fn a_hung_disk_costs_only_the_disk_field_and_one_thread() {
         Duration::from_millis(100),
     );
 
-    let first = sampler.tick(SystemTime::now(), Instant::now()).await;
+    let first = sampler.tick().await;
     let s = &first.snapshot;
     assert_eq!(s.sample.cpu_percent, Ok(12.5));
     assert_eq!(s.sample.memory.as_ref().unwrap().percent(), Some(75.0));
@@ -117,7 +117,7 @@ async fn a_hung_disk_costs_only_the_disk_field_and_one_thread() {
     );
 
     // The read is still stuck: the next tick reports it and does not start another one.
-    let second = sampler.tick(SystemTime::now(), Instant::now()).await;
+    let second = sampler.tick().await;
     let reason = second
         .snapshot
         .sample
@@ -134,7 +134,7 @@ async fn a_hung_disk_costs_only_the_disk_field_and_one_thread() {
     gate.open();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let next = sampler.tick(SystemTime::now(), Instant::now()).await;
+        let next = sampler.tick().await;
         if let Ok(d) = &next.snapshot.sample.disk {
             assert_eq!(d.percent(), Some(40.0));
             break;
@@ -154,7 +154,7 @@ async fn a_panicking_probe_is_unavailable_for_one_tick_only() {
         no_gpu(),
         Duration::from_secs(5),
     );
-    let first = sampler.tick(SystemTime::now(), Instant::now()).await;
+    let first = sampler.tick().await;
     let reason = first
         .snapshot
         .sample
@@ -167,7 +167,7 @@ async fn a_panicking_probe_is_unavailable_for_one_tick_only() {
         reason.contains("panicked: sensor driver exploded"),
         "{reason}"
     );
-    let second = sampler.tick(SystemTime::now(), Instant::now()).await;
+    let second = sampler.tick().await;
     assert_eq!(second.snapshot.sample.cpu_celsius, Ok(47.0));
 }
 
