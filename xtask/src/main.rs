@@ -4,6 +4,7 @@
 //!   none is configured (Ctrl-C stops both).
 //! - `test`: run every test of the workspace (what CI runs), with a throwaway PostgreSQL.
 //! - `migrate`: apply `migrations/` to the database named by POSTGRES_*.
+//! - `docker`: build the container image (`--local-base` without a registry).
 //! - `bench`: measure the running service against a bare hyper server, same load, same run.
 //!
 //! Every command that needs a tool it cannot find ends with one line saying what to install.
@@ -11,7 +12,9 @@
 use std::process::ExitCode;
 
 mod bench;
+mod container;
 mod dev;
+mod docker;
 mod migrate;
 mod pg;
 mod test;
@@ -30,14 +33,15 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "migrate" => migrate::run(rest),
+        "docker" => docker::run(rest),
         "help" | "-h" | "--help" => {
             eprintln!(
-                "usage: cargo xtask <dev | test | migrate | bench> [args]\n  dev      run the service locally (with a throwaway PostgreSQL)\n  test     run every test\n  migrate  apply migrations/ to the database named by POSTGRES_*\n  bench    benchmark the running service against a bare hyper server"
+                "usage: cargo xtask <dev | test [--container] | migrate | docker [--local-base] | bench> [args]\n  dev      run the service locally (with a throwaway PostgreSQL)\n  test     run every test\n  migrate  apply migrations/ to the database named by POSTGRES_*\n  docker   build the container image\n  bench    benchmark the running service against a bare hyper server"
             );
             return ExitCode::SUCCESS;
         }
         other => Err(anyhow::anyhow!(
-            "unknown command {other:?}: try dev, test, migrate or bench"
+            "unknown command {other:?}: try dev, test, migrate, docker or bench"
         )),
     };
     match result {

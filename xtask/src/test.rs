@@ -4,6 +4,11 @@ use crate::pg;
 use crate::util::{self, cargo, ensure_tool};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if let [flag] = args
+        && flag == "--container"
+    {
+        return crate::container::smoke();
+    }
     // The binary's tests hang a real mount (bindfs, a FUSE filesystem) and starve the
     // service of file descriptors (prlimit).
     ensure_tool("bindfs", "bindfs")?;

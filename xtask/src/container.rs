@@ -1,0 +1,235 @@
+//! `cargo xtask test --container`: the image against a real PostgreSQL, as compose runs it.
+//!
+//! Builds the image (`--local-base`), starts a throwaway PostgreSQL on the host, runs the
+//! container with the compose file's host mounts and settings, waits for Docker's health
+//! check to say healthy, checks that `/metrics` reports the host's disk (not the
+//! container's overlay) and that rows arrive, then `docker stop`s it and checks exit code
+//! 0 and the last window flushed.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::docker::{self, IMAGE};
+use crate::pg;
+
+const NAME: &str = "metrics-collector-smoke";
+
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("running docker")?;
+    if !out.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn psql(port: u16, db: &str, sql: &str) -> anyhow::Result<String> {
+    let bindir = devpg::find_bindir().context("PostgreSQL binaries")?;
+    let out = Command::new(bindir.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-tAc",
+            sql,
+        ])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if f()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+/// Removes the container whatever happens.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", NAME]).output();
+    }
+}
+
+pub(crate) fn smoke() -> anyhow::Result<()> {
+    let started = Instant::now();
+    docker::ensure_engine()?;
+    docker::build(true)?;
+    let cluster = pg::start("container")?;
+    let port = cluster.port();
+    psql(port, "postgres", "CREATE DATABASE smoke")?;
+
+    let _ = docker(&["rm", "-f", NAME]);
+    let _cleanup = Cleanup;
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+    let env = [
+        format!("METRICS_LISTEN={listen}"),
+        "METRICS_INTERVAL_LIVE=0.5".into(),
+        "METRICS_INTERVAL_PERSIST=1".into(),
+        "METRICS_HOST=smoke-host".into(),
+        "METRICS_ROOTFS=/host".into(),
+        "METRICS_PROCFS=/host/proc".into(),
+        "METRICS_SYSFS=/host/sys".into(),
+        "POSTGRES_HOST=127.0.0.1".into(),
+        format!("POSTGRES_PORT={port}"),
+        "POSTGRES_USER=postgres".into(),
+        "POSTGRES_DB=smoke".into(),
+        "POSTGRES_PASSWORD=smoke-secret".into(),
+    ];
+    let mut run = vec![
+        "run",
+        "-d",
+        "--name",
+        NAME,
+        "--network",
+        "host",
+        "-v",
+        "/:/host:ro,rslave",
+    ];
+    run.extend(["--health-interval", "1s", "--health-start-period", "2s"]);
+    for e in &env {
+        run.extend(["-e", e]);
+    }
+    run.push(IMAGE);
+    docker(&run)?;
+
+    wait_for(
+        "the health check to turn healthy",
+        Duration::from_secs(60),
+        || {
+            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", NAME])?;
+            if status == "unhealthy" {
+                bail!(
+                    "the container is unhealthy: {}",
+                    docker(&["logs", NAME]).unwrap_or_default()
+                );
+            }
+            Ok(status == "healthy")
+        },
+    )?;
+    eprintln!(
+        "xtask: container healthy after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The host's disk, not the container's overlay.
+    let body = http_get(listen, "/metrics")?;
+    let total = json_u64(&body, "\"total\":").context("disk.total in /metrics")?;
+    let df = Command::new("df")
+        .args(["-B1", "--output=size", "/"])
+        .output()?;
+    let host_total: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .context("df")?;
+    if total != host_total {
+        bail!("/metrics disk.total is {total}, the host's / is {host_total}: not the host's disk");
+    }
+    wait_for("rows in metrics_cpu", Duration::from_secs(30), || {
+        Ok(psql(
+            port,
+            "smoke",
+            "SELECT count(*) FROM metrics_cpu WHERE host = 'smoke-host'",
+        )?
+        .parse::<u64>()
+        .unwrap_or(0)
+            >= 2)
+    })?;
+    let health = http_get(listen, "/health")?;
+    if health.contains("smoke-secret") || docker(&["logs", NAME])?.contains("smoke-secret") {
+        bail!("the password leaked into /health or the logs");
+    }
+
+    // docker stop: SIGTERM to PID 1, which flushes and exits 0.
+    let before: u64 = psql(
+        port,
+        "smoke",
+        "SELECT count(*) FROM metrics_ram WHERE host = 'smoke-host'",
+    )?
+    .parse()
+    .unwrap_or(0);
+    docker(&["stop", "-t", "15", NAME])?;
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", NAME])?;
+    if code != "0" {
+        bail!(
+            "docker stop: exit code {code}; logs:\n{}",
+            docker(&["logs", NAME]).unwrap_or_default()
+        );
+    }
+    let after: u64 = psql(
+        port,
+        "smoke",
+        "SELECT count(*) FROM metrics_ram WHERE host = 'smoke-host'",
+    )?
+    .parse()
+    .unwrap_or(0);
+    let logs = docker(&["logs", NAME])?;
+    if after < before || !logs.contains("stopped") {
+        bail!("the last window was not flushed ({before} -> {after} rows); logs:\n{logs}");
+    }
+    let size = docker(&["image", "inspect", "-f", "{{.Size}}", IMAGE])?;
+    eprintln!(
+        "xtask: container smoke test passed in {:.0} s (image {:.1} MB, {after} windows written, exit 0 on docker stop)",
+        started.elapsed().as_secs_f64(),
+        size.parse::<f64>().unwrap_or(0.0) / 1e6
+    );
+    Ok(())
+}
+
+/// A GET over plain TCP (no HTTP client crate in xtask).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: smoke\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn json_u64(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
