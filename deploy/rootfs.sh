@@ -7,7 +7,7 @@ bin=$1
 dest=$2
 mkdir -p "$dest/usr/local/bin" "$dest/etc/ld.so.conf.d" "$dest/tmp"
 cp "$bin" "$dest/usr/local/bin/metrics-collector"
-ldd "$bin" | awk '/=> \// {print $3} /^\s*\/.*ld-linux/ {print $1}' | while read -r lib; do
+ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | while read -r lib; do
     mkdir -p "$dest$(dirname "$lib")"
     cp -L "$lib" "$dest$lib"
 done
