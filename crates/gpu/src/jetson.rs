@@ -468,7 +468,7 @@ impl RailReadings {
 /// (JetPack 4).
 fn discover_rails(sysfs: &Path) -> Vec<Rail> {
     let mut rails = Vec::new();
-    for dir in numbered_entries(&sysfs.join("class/hwmon"), "hwmon") {
+    for dir in probes::thermal::numbered_entries(&sysfs.join("class/hwmon"), "hwmon") {
         let is_ina3221 =
             std::fs::read_to_string(dir.join("name")).is_ok_and(|name| name.trim() == "ina3221");
         if !is_ina3221 {
@@ -537,27 +537,6 @@ fn labels(dir: &Path, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
         .collect();
     labels.sort();
     labels
-}
-
-/// The entries `<prefix><number>` of `dir`, in number order (hwmon10 after hwmon9).
-fn numbered_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut numbered: Vec<(u32, PathBuf)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let n = entry
-                .file_name()
-                .to_str()?
-                .strip_prefix(prefix)?
-                .parse()
-                .ok()?;
-            Some((n, entry.path()))
-        })
-        .collect();
-    numbered.sort();
-    numbered.into_iter().map(|(_, path)| path).collect()
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {

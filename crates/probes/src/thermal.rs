@@ -340,8 +340,9 @@ fn zone_sensors(sysfs: &Path) -> Vec<Sensor> {
 }
 
 /// The entries `<prefix><number>` of `dir` (dirs or, in real sysfs, symlinks to them), in
-/// number order. A missing or unreadable `dir` has none.
-fn numbered_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+/// number order (`hwmon10` after `hwmon9`). A missing or unreadable `dir` has none. Shared
+/// with the GPU crate, which finds INA3221 rails the same way.
+pub fn numbered_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
