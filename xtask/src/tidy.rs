@@ -124,3 +124,29 @@ fn the_toolchain_is_pinned_to_the_installed_one() {
         "rust-toolchain.toml must pin 1.95.0"
     );
 }
+
+#[test]
+fn the_dockerfile_stubs_every_member_and_declared_bench() {
+    // Its dependency layer builds from manifests alone: each member needs a stub target and
+    // each declared [[bench]] its file, or the image cannot be built from a clean clone.
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    for member in members() {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml")),
+            "deploy/Dockerfile does not copy {member}/Cargo.toml"
+        );
+        let manifest = std::fs::read_to_string(root().join(&member).join("Cargo.toml")).unwrap();
+        let mut lines = manifest.lines();
+        while let Some(line) = lines.next() {
+            if line.trim() == "[[bench]]"
+                && let Some(name) = lines.next().and_then(|l| l.trim().strip_prefix("name = "))
+            {
+                let file = format!("{member}/benches/{}.rs", name.trim_matches('"'));
+                assert!(
+                    dockerfile.contains(&file),
+                    "deploy/Dockerfile does not stub {file}"
+                );
+            }
+        }
+    }
+}
