@@ -156,8 +156,8 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         },
     )?;
     eprintln!(
-        "xtask: container healthy after {:.1} s",
-        started.elapsed().as_secs_f64()
+        "xtask: container healthy {:.1} s after docker run",
+        ran.elapsed().as_secs_f64()
     );
 
     // The host's disk, not the container's overlay.
