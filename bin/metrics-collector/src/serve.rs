@@ -45,6 +45,7 @@ pub(crate) fn serve(config: Config) -> ExitCode {
 }
 
 async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> ExitCode {
+    let mut signals = Signals::install();
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -111,7 +112,7 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
         let _ = server_shutdown.changed().await;
     }));
 
-    let signal = wait_for_signal().await;
+    let signal = signals.recv().await;
     tracing::info!(
         signal,
         "shutting down: no new connections, finishing requests in flight"
@@ -128,19 +129,35 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM or SIGINT, naming it.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the moment this is built: it must exist before the
+/// service says it is serving, or a signal sent right then would kill the process with
+/// the default action instead of a clean shutdown.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    /// Resolves on SIGTERM or SIGINT, naming it.
+    async fn recv(&mut self) -> &'static str {
+        let Some((term, int)) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 
