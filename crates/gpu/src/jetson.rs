@@ -474,7 +474,7 @@ fn discover_rails(sysfs: &Path) -> Vec<Rail> {
         if !is_ina3221 {
             continue;
         }
-        for (n, label) in labels(&dir, "in", "_label") {
+        for (n, label) in probes::thermal::numbered_labels(&dir, "in", "_label") {
             let millivolts = dir.join(format!("in{n}_input"));
             let milliamps = dir.join(format!("curr{n}_input"));
             if is_rail_label(&label) && millivolts.is_file() && milliamps.is_file() {
@@ -497,7 +497,7 @@ fn discover_rails(sysfs: &Path) -> Vec<Rail> {
             if !is_iio {
                 continue;
             }
-            for (n, label) in labels(&iio, "rail_name_", "") {
+            for (n, label) in probes::thermal::numbered_labels(&iio, "rail_name_", "") {
                 let milliwatts = iio.join(format!("in_power{n}_input"));
                 if is_rail_label(&label) && milliwatts.is_file() {
                     rails.push(Rail {
@@ -514,29 +514,6 @@ fn discover_rails(sysfs: &Path) -> Vec<Rail> {
 /// Not a rail: unconnected channels ("NC") and the chip's "sum of shunt voltages".
 fn is_rail_label(label: &str) -> bool {
     !label.is_empty() && label != "NC" && !label.to_ascii_lowercase().contains("sum of shunt")
-}
-
-/// The files `<prefix><N><suffix>` of `dir`, as (N, content trimmed), in N order.
-fn labels(dir: &Path, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut labels: Vec<(u32, String)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let file = entry.file_name();
-            let n = file
-                .to_str()?
-                .strip_prefix(prefix)?
-                .strip_suffix(suffix)?
-                .parse()
-                .ok()?;
-            let label = std::fs::read_to_string(entry.path()).ok()?;
-            Some((n, label.trim().to_owned()))
-        })
-        .collect();
-    labels.sort();
-    labels
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {

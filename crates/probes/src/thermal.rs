@@ -271,7 +271,7 @@ fn hwmon_sensors(sysfs: &Path) -> Vec<Sensor> {
         if !matches!(chip.as_str(), "coretemp" | "k10temp" | "zenpower") {
             continue;
         }
-        let labels = temp_labels(&base);
+        let labels = numbered_labels(&base, "temp", "_label");
         for (n, label) in package_labels(&chip, &labels) {
             sensors.push(Sensor {
                 name: format!("{chip} {label}"),
@@ -282,8 +282,9 @@ fn hwmon_sensors(sysfs: &Path) -> Vec<Sensor> {
     sensors
 }
 
-/// The `tempN_label` files of one hwmon chip, as (N, label) in N order.
-fn temp_labels(dir: &Path) -> Vec<(u32, String)> {
+/// The files `<prefix><N><suffix>` of `dir` (hwmon's `temp3_label`, INA3221's `in1_label`
+/// or `rail_name_0`), as (N, content trimmed), in N order. Shared with the GPU crate.
+pub fn numbered_labels(dir: &Path, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -293,8 +294,8 @@ fn temp_labels(dir: &Path) -> Vec<(u32, String)> {
             let file = entry.file_name();
             let n = file
                 .to_str()?
-                .strip_prefix("temp")?
-                .strip_suffix("_label")?
+                .strip_prefix(prefix)?
+                .strip_suffix(suffix)?
                 .parse()
                 .ok()?;
             let label = std::fs::read_to_string(entry.path()).ok()?;
