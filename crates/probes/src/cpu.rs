@@ -4,8 +4,9 @@
 //! Owns: reading, parsing and the busy formula. Does not own: when reads happen; the
 //! percentage covers whatever time passed between two reads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::procfile::ProcFile;
 use crate::{Error, Probe};
 
 #[cfg(test)]
@@ -115,7 +116,7 @@ pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Option<f64> {
 /// The CPU probe: keeps the previous counters, so each read covers the time since the last.
 #[derive(Debug)]
 pub struct Cpu {
-    path: PathBuf,
+    stat: ProcFile,
     previous: Option<CpuTimes>,
 }
 
@@ -124,7 +125,7 @@ impl Cpu {
     /// first `read` already measures the time since construction.
     pub fn new(procfs: &Path) -> Self {
         let mut cpu = Self {
-            path: procfs.join("stat"),
+            stat: ProcFile::new(procfs.join("stat")),
             previous: None,
         };
         cpu.previous = cpu.times().ok();
@@ -132,9 +133,9 @@ impl Cpu {
     }
 
     /// The raw counters, read now.
-    pub fn times(&self) -> Result<CpuTimes, Error> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        parse_stat(&text).map_err(|what| Error::parse(&self.path, what))
+    pub fn times(&mut self) -> Result<CpuTimes, Error> {
+        let text = self.stat.read()?;
+        parse_stat(text).map_err(|what| Error::parse(self.stat.path(), what))
     }
 }
 

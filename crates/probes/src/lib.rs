@@ -21,6 +21,7 @@ pub mod disk;
 mod error;
 pub mod host;
 pub mod memory;
+mod procfile;
 pub mod thermal;
 
 pub use cpu::{Cpu, CpuTimes};

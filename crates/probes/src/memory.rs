@@ -3,8 +3,9 @@
 //!
 //! Owns: reading and parsing meminfo. Does not own: swap, cgroup limits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::procfile::ProcFile;
 use crate::{Error, Probe};
 
 #[cfg(test)]
@@ -74,13 +75,13 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
 /// The memory probe, reading `<procfs>/meminfo`.
 #[derive(Debug)]
 pub struct Memory {
-    path: PathBuf,
+    meminfo: ProcFile,
 }
 
 impl Memory {
     pub fn new(procfs: &Path) -> Self {
         Self {
-            path: procfs.join("meminfo"),
+            meminfo: ProcFile::new(procfs.join("meminfo")),
         }
     }
 }
@@ -93,7 +94,7 @@ impl Probe for Memory {
     }
 
     fn read(&mut self) -> Result<MemoryUsage, Error> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        parse_meminfo(&text).map_err(|what| Error::parse(&self.path, what))
+        let text = self.meminfo.read()?;
+        parse_meminfo(text).map_err(|what| Error::parse(self.meminfo.path(), what))
     }
 }
