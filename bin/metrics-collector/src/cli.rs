@@ -92,7 +92,14 @@ fn sample(config: Config) -> ExitCode {
     // The CPU percentage needs two readings of the counters: wait as the service's first
     // tick does.
     std::thread::sleep(crate::sampler::first_tick_delay(config.live_interval));
-    let mut sampler = crate::sampler::HostSampler::for_host(host, gpu, Duration::from_secs(5));
+    let mut sampler = match crate::sampler::HostSampler::for_host(host, gpu, Duration::from_secs(5))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("metrics-collector: starting the probe threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

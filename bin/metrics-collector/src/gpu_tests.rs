@@ -1,7 +1,6 @@
 //! GPU failures end to end: the real sampler and the real HTTP API over loopback, with a
 //! fake GPU backend (this machine has no GPU) that fails, hangs or loses a device.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gpu::fake::{Control, FakeGpu};
@@ -80,11 +79,12 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
         host.thermal,
         Box::new(FakeGpu::new(control.clone())),
         Duration::from_millis(300),
-    );
+    )
+    .unwrap();
     let (publish, latest) = watch::channel(None);
     let (_db, database) = watch::channel(api::DatabaseStatus::default());
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(sampler::run(sampler, live, publish, None, shutdown.clone()));
+    let sampling = sampler::start(sampler, live, publish, None);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = api::AppState::new(latest, database, live, "gpu-box");
@@ -172,5 +172,5 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     })
     .await;
     stop.send_replace(true);
-    let _ = Arc::new(());
+    sampling.stop();
 }

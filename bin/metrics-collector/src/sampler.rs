@@ -1,13 +1,13 @@
-//! The sampling loop: one tick every live interval, each family read off the async workers
-//! (on the `runner`'s probe thread) with its own deadline, the result published once for
-//! every reader.
+//! The sampling loop: one tick every live interval, each family read on the `runner`'s
+//! probe thread with its own deadline, the result encoded and published once for every
+//! reader, on that same thread (one wake-up per tick when the machine is idle).
 //!
 //! A family that fails, panics or hangs gives `null` with a reason for that tick; the
 //! others and the loop carry on. A hung read (statvfs on a dead network mount) keeps its
 //! thread; later ticks do not pile more threads onto it, they report it as still stuck.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use api::{ProbeState, Published, Snapshot};
@@ -15,7 +15,7 @@ use gpu::GpuBackend;
 use probes::{Probe, Reading, Unavailable};
 use store::WindowBuilder;
 
-use crate::runner::{Job, Runner};
+use crate::runner::{Runner, Task};
 use tokio::sync::{oneshot, watch};
 
 #[cfg(test)]
@@ -37,6 +37,9 @@ pub(crate) struct Sampler<C, M, D, T> {
     seq: u64,
     last_ok: [Option<SystemTime>; 5],
     last_success: Option<Instant>,
+    /// When the reads of the last tick built started: a tick that finishes after a later
+    /// one (possible only behind a hung read) is not published over it.
+    last_started: Option<Instant>,
 }
 
 /// The service's sampler over the real probes.
@@ -47,7 +50,7 @@ impl HostSampler {
         probes: probes::HostProbes,
         gpu: Box<dyn GpuBackend>,
         deadline: Duration,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         Self::new(
             probes.cpu,
             probes.memory,
@@ -59,6 +62,12 @@ impl HostSampler {
     }
 }
 
+impl<C, M, D, T> Drop for Sampler<C, M, D, T> {
+    fn drop(&mut self) {
+        self.runner.close();
+    }
+}
+
 impl<C, M, D, T> Sampler<C, M, D, T>
 where
     C: Probe<Output = f64> + 'static,
@@ -66,6 +75,7 @@ where
     D: Probe<Output = probes::DiskUsage> + 'static,
     T: Probe<Output = f64> + 'static,
 {
+    /// Fails only when the probe threads' watchdog cannot be set up (no timerfd, no thread).
     pub(crate) fn new(
         cpu: C,
         memory: M,
@@ -73,8 +83,8 @@ where
         thermal: T,
         gpu: Box<dyn GpuBackend>,
         deadline: Duration,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        Ok(Self {
             cpu: Arc::new(Mutex::new(cpu)),
             memory: Arc::new(Mutex::new(memory)),
             disk: Arc::new(Mutex::new(disk)),
@@ -82,103 +92,75 @@ where
             gpu_kind: gpu.kind(),
             gpu: Arc::new(Mutex::new(gpu)),
             deadline,
-            runner: Runner::default(),
+            runner: Runner::new()?,
             seq: 0,
             last_ok: [None; 5],
             last_success: None,
-        }
+            last_started: None,
+        })
     }
 
     /// Queues the reads of the tick due `at` (cheap and safe first; the ones that can
     /// hang, GPU driver and disk, last, so a hang delays nobody behind it for longer than
-    /// the deadline).
-    pub(crate) fn submit(&self, at: Instant) -> Batch {
-        let (stamp_tx, stamp) = oneshot::channel();
-        let stamp_job: Job = Box::new(move || {
-            let _ = stamp_tx.send((SystemTime::now(), Instant::now()));
-        });
-        let (cpu_job, cpu) = job(&self.cpu, |p| p.read().map_err(Unavailable::from));
-        let (memory_job, memory) = job(&self.memory, |p| p.read().map_err(Unavailable::from));
-        let (thermal_job, thermal) = job(&self.thermal, |p| p.read().map_err(Unavailable::from));
-        let (gpu_job, gpu) = job(&self.gpu, |g| Ok(g.sample()));
-        let (disk_job, disk) = job(&self.disk, |p| p.read().map_err(Unavailable::from));
-        // One wake-up of the sampler when the whole batch is done, not one per read.
-        let (done_tx, done) = oneshot::channel::<()>();
-        let done_job: Job = Box::new(move || {
-            let _ = done_tx.send(());
-        });
+    /// the deadline). `done` gets the readings on the thread that settles the last one.
+    fn submit(&self, at: Instant, done: impl FnOnce(Readings) + Send + 'static) {
+        let tick = Arc::new(Mutex::new(Tick {
+            done: Some(Box::new(done)),
+            ..Tick::default()
+        }));
+        let d = self.deadline;
         self.runner.submit_at(
             at,
             [
-                stamp_job,
-                cpu_job,
-                memory_job,
-                thermal_job,
-                gpu_job,
-                disk_job,
-                done_job,
+                read_task(
+                    &tick,
+                    &self.cpu,
+                    d,
+                    |t| &mut t.cpu,
+                    |p| p.read().map_err(Unavailable::from),
+                ),
+                read_task(
+                    &tick,
+                    &self.memory,
+                    d,
+                    |t| &mut t.memory,
+                    |p| p.read().map_err(Unavailable::from),
+                ),
+                read_task(
+                    &tick,
+                    &self.thermal,
+                    d,
+                    |t| &mut t.thermal,
+                    |p| p.read().map_err(Unavailable::from),
+                ),
+                read_task(&tick, &self.gpu, d, |t| &mut t.gpu, |g| Ok(g.sample())),
+                read_task(
+                    &tick,
+                    &self.disk,
+                    d,
+                    |t| &mut t.disk,
+                    |p| p.read().map_err(Unavailable::from),
+                ),
             ],
         );
-        Batch {
-            at,
-            stamp,
-            cpu,
-            memory,
-            thermal,
-            gpu,
-            disk,
-            done,
-        }
     }
 
     /// Reads every family now and builds the snapshot (`sample`, tests; the loop submits
     /// ahead instead).
     pub(crate) async fn tick(&mut self) -> Published {
-        let batch = self.submit(Instant::now());
-        self.finish(batch).await
+        let (tx, rx) = oneshot::channel();
+        self.submit(Instant::now(), move |readings| {
+            let _ = tx.send(readings);
+        });
+        let readings = rx.await.unwrap_or_else(|_| Readings::abandoned());
+        self.build(readings)
     }
 
-    /// Waits for a batch (each read bounded by the deadline from when it could start) and
-    /// builds the snapshot of its tick.
-    pub(crate) async fn finish(&mut self, mut b: Batch) -> Published {
-        let deadline = self.deadline;
-        let (mut cpu, mut memory, mut thermal, mut gpu, mut disk) = (None, None, None, None, None);
-        let mut wait_until = tokio::time::Instant::from_std(b.at.max(Instant::now()) + deadline);
-        loop {
-            let finished = tokio::time::timeout_at(wait_until, &mut b.done)
-                .await
-                .is_ok();
-            // Answers in queue order; the first one missing after a timeout is the read
-            // that is stuck: it gets a timeout, and a spare thread takes the rest.
-            let mut stuck = !finished;
-            settle(&mut cpu, &mut b.cpu, &mut stuck, deadline);
-            settle(&mut memory, &mut b.memory, &mut stuck, deadline);
-            settle(&mut thermal, &mut b.thermal, &mut stuck, deadline);
-            settle(&mut gpu, &mut b.gpu, &mut stuck, deadline);
-            settle(&mut disk, &mut b.disk, &mut stuck, deadline);
-            if finished
-                || (cpu.is_some()
-                    && memory.is_some()
-                    && thermal.is_some()
-                    && gpu.is_some()
-                    && disk.is_some())
-            {
-                break;
-            }
-            self.runner.add_spare();
-            wait_until = tokio::time::Instant::now() + deadline;
-        }
-        let (taken_at, now) = b
-            .stamp
-            .try_recv()
-            .unwrap_or_else(|_| (SystemTime::now(), Instant::now()));
-        let (cpu, memory, thermal, gpu, disk) = (
-            cpu.unwrap_or_else(abandoned),
-            memory.unwrap_or_else(abandoned),
-            thermal.unwrap_or_else(abandoned),
-            gpu.unwrap_or_else(abandoned),
-            disk.unwrap_or_else(abandoned),
-        );
+    /// Builds the snapshot of a tick from its readings.
+    fn build(&mut self, r: Readings) -> Published {
+        let (taken_at, now) = r.started;
+        let (cpu, memory, thermal, gpu, disk) = (r.cpu, r.memory, r.thermal, r.gpu, r.disk);
+        self.last_started = Some(now);
         let gpu_kind = self.gpu_kind;
         let (gpu_sample, gpu_time) = gpu;
         let gpu_sample =
@@ -249,106 +231,147 @@ fn gpu_health(g: &gpu::GpuSample) -> Option<Unavailable> {
     (!failing.is_empty()).then(|| Unavailable::new(failing.join("; ")))
 }
 
-/// Queues `f` with the probe locked on the runner, and returns a receiver of its reading
-/// and how long it took. A probe whose previous read is still running (hung) is not read
-/// again: the job answers at once that it is still waiting.
-fn job<P, R, F>(probe: &Shared<P>, f: F) -> (Job, oneshot::Receiver<(Reading<R>, Duration)>)
+/// A read of one family on the runner with the probe locked, its answer settled into
+/// `slot` of the tick; a timeout settles it instead if the read overruns the deadline. A
+/// probe whose previous read is still running (hung) is not read again: the task answers
+/// at once that it is still waiting.
+fn read_task<P, R, F>(
+    tick: &Arc<Mutex<Tick>>,
+    probe: &Shared<P>,
+    deadline: Duration,
+    slot: fn(&mut Tick) -> &mut Option<Read<R>>,
+    f: F,
+) -> Task
 where
     P: Send + 'static + ?Sized,
     R: Send + 'static,
     F: FnOnce(&mut P) -> Reading<R> + Send + 'static,
 {
     let probe = Arc::clone(probe);
-    let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move || {
+    let (tick, timed_out) = (Arc::clone(tick), Arc::clone(tick));
+    let run = move || {
         let started = Instant::now();
+        lock(&tick)
+            .started
+            .get_or_insert_with(|| (SystemTime::now(), started));
         let reading = match probe.try_lock() {
-            Ok(mut guard) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
-                    .unwrap_or_else(|payload| {
-                        Err(Unavailable::new(format!(
-                            "the read panicked: {}",
-                            panic_message(payload)
-                        )))
-                    })
-            }
+            Ok(mut guard) => guarded(|| f(&mut guard)),
             Err(TryLockError::WouldBlock) => Err(Unavailable::new(
                 "the previous read has not returned yet (hung)",
             )),
             // A read panicked earlier; its state is still usable for a fresh read.
             Err(TryLockError::Poisoned(poisoned)) => {
                 let mut guard = poisoned.into_inner();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
-                    .unwrap_or_else(|payload| {
-                        Err(Unavailable::new(format!(
-                            "the read panicked: {}",
-                            panic_message(payload)
-                        )))
-                    })
+                guarded(|| f(&mut guard))
             }
         };
-        let _ = tx.send((reading, started.elapsed()));
-    });
-    (job, rx)
+        settle(&tick, slot, (reading, started.elapsed()));
+    };
+    let on_overrun = move || {
+        let reason = format!("timed out after {:.1} s", deadline.as_secs_f64());
+        settle(&timed_out, slot, (Err(Unavailable::new(reason)), deadline));
+    };
+    Task::with_deadline(deadline, run, on_overrun)
 }
 
-/// The reads of one tick, queued on the runner, until their answers are taken.
-pub(crate) struct Batch {
-    /// When the tick is due.
-    at: Instant,
-    /// When its reads really started (wall clock for the wire, monotonic for ages).
-    stamp: oneshot::Receiver<(SystemTime, Instant)>,
-    cpu: Pending<f64>,
-    memory: Pending<probes::MemoryUsage>,
-    thermal: Pending<f64>,
-    gpu: Pending<gpu::GpuSample>,
-    disk: Pending<probes::DiskUsage>,
-    done: oneshot::Receiver<()>,
+/// Runs a read, turning a panic into an unavailable reading.
+fn guarded<R>(read: impl FnOnce() -> Reading<R>) -> Reading<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        Err(Unavailable::new(format!(
+            "the read panicked: {}",
+            panic_message(payload)
+        )))
+    })
 }
 
-/// A read queued on the runner, until its answer is taken.
-type Pending<R> = oneshot::Receiver<(Reading<R>, Duration)>;
-
-/// Fills `slot` with the read's answer if it has one; else, if `stuck` (the batch missed
-/// its deadline and this is the first read without an answer), with a timeout.
-fn settle<R>(
-    slot: &mut Option<(Reading<R>, Duration)>,
-    rx: &mut Pending<R>,
-    stuck: &mut bool,
-    deadline: Duration,
-) {
-    if slot.is_some() {
+/// Fills the tick's `slot` unless something (the read or its timeout) already did; the
+/// last one filled hands the readings over.
+fn settle<R>(tick: &Mutex<Tick>, slot: fn(&mut Tick) -> &mut Option<Read<R>>, read: Read<R>) {
+    let mut t = lock(tick);
+    let s = slot(&mut t);
+    if s.is_some() {
         return;
     }
-    *slot = take(rx);
-    if slot.is_none() && *stuck {
-        *slot = Some((
-            Err(Unavailable::new(format!(
-                "timed out after {:.1} s",
-                deadline.as_secs_f64()
-            ))),
-            deadline,
-        ));
-        *stuck = false;
+    *s = Some(read);
+    if let Some(readings) = t.readings()
+        && let Some(done) = t.done.take()
+    {
+        drop(t);
+        done(readings);
     }
 }
 
-fn abandoned<R>() -> (Reading<R>, Duration) {
-    (
-        Err(Unavailable::new("the read was abandoned")),
-        Duration::ZERO,
-    )
+fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes a finished read's answer; `None` while it is still running.
-fn take<R>(rx: &mut Pending<R>) -> Option<(Reading<R>, Duration)> {
-    match rx.try_recv() {
-        Ok(done) => Some(done),
-        Err(oneshot::error::TryRecvError::Empty) => None,
-        Err(oneshot::error::TryRecvError::Closed) => Some((
-            Err(Unavailable::new("the read was abandoned")),
-            Duration::ZERO,
-        )),
+/// One family's reading and how long it took.
+type Read<R> = (Reading<R>, Duration);
+
+/// The reads of one tick as they settle.
+#[derive(Default)]
+struct Tick {
+    /// When the first read started (wall clock for the wire, monotonic for ages).
+    started: Option<(SystemTime, Instant)>,
+    cpu: Option<Read<f64>>,
+    memory: Option<Read<probes::MemoryUsage>>,
+    thermal: Option<Read<f64>>,
+    gpu: Option<Read<gpu::GpuSample>>,
+    disk: Option<Read<probes::DiskUsage>>,
+    done: Option<Box<dyn FnOnce(Readings) + Send>>,
+}
+
+impl Tick {
+    /// Every reading, once all are in.
+    fn readings(&mut self) -> Option<Readings> {
+        if self.cpu.is_none()
+            || self.memory.is_none()
+            || self.thermal.is_none()
+            || self.gpu.is_none()
+            || self.disk.is_none()
+        {
+            return None;
+        }
+        Some(Readings {
+            started: self
+                .started
+                .unwrap_or_else(|| (SystemTime::now(), Instant::now())),
+            cpu: self.cpu.take()?,
+            memory: self.memory.take()?,
+            thermal: self.thermal.take()?,
+            gpu: self.gpu.take()?,
+            disk: self.disk.take()?,
+        })
+    }
+}
+
+/// The readings of one tick.
+struct Readings {
+    started: (SystemTime, Instant),
+    cpu: Read<f64>,
+    memory: Read<probes::MemoryUsage>,
+    thermal: Read<f64>,
+    gpu: Read<gpu::GpuSample>,
+    disk: Read<probes::DiskUsage>,
+}
+
+impl Readings {
+    /// For a tick whose reads were dropped unread (the pool closed under it).
+    fn abandoned() -> Self {
+        fn none<R>() -> Read<R> {
+            (
+                Err(Unavailable::new("the read was abandoned")),
+                Duration::ZERO,
+            )
+        }
+        Self {
+            started: (SystemTime::now(), Instant::now()),
+            cpu: none(),
+            memory: none(),
+            thermal: none(),
+            gpu: none(),
+            disk: none(),
+        }
     }
 }
 
@@ -411,54 +434,110 @@ impl Persist {
     }
 }
 
-/// Ticks every `live` (on a fixed schedule: a slow tick does not push later ones back; a
-/// missed tick is skipped), publishing each snapshot, and closes a persisted window every
-/// `persist.every`, until `shutdown` changes; then the open window is closed and handed
-/// over, and the writer's handle dropped so it can flush.
-pub(crate) async fn run<C, M, D, T>(
-    mut sampler: Sampler<C, M, D, T>,
+/// The running loop; `stop` ends it.
+pub(crate) struct Sampling(Box<dyn FnOnce() + Send>);
+
+impl Sampling {
+    /// Stops ticking; the open window is closed and handed over, and the writer's handle
+    /// dropped so it can flush. A tick being built finishes first (it never waits on I/O).
+    pub(crate) fn stop(self) {
+        (self.0)();
+    }
+}
+
+/// What the loop carries from one tick to the next.
+struct Loop<C, M, D, T> {
+    sampler: Sampler<C, M, D, T>,
+    live: Duration,
+    /// When the last tick queued is due.
+    due: Instant,
+    publish: watch::Sender<Option<Arc<Published>>>,
+    persist: Option<Persist>,
+    close_at: Option<Instant>,
+    last_states: Vec<(&'static str, Condition)>,
+    stopped: bool,
+}
+
+/// Starts ticking every `live` on the probe threads, publishing each snapshot, and closing
+/// a persisted window every `persist.every`.
+///
+/// Ticks are due on a fixed schedule (start + k * live): a slow tick does not push the next
+/// ones back, and ticks missed (a suspended machine) are skipped, not bunched. Two ticks
+/// are queued at any time, so the next one is there to run even while the one before
+/// waits out a hung read.
+pub(crate) fn start<C, M, D, T>(
+    sampler: Sampler<C, M, D, T>,
     live: Duration,
     publish: watch::Sender<Option<Arc<Published>>>,
-    mut persist: Option<Persist>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+    persist: Option<Persist>,
+) -> Sampling
+where
     C: Probe<Output = f64> + 'static,
     M: Probe<Output = probes::MemoryUsage> + 'static,
     D: Probe<Output = probes::DiskUsage> + 'static,
     T: Probe<Output = f64> + 'static,
 {
-    // Ticks are due on a fixed schedule (start + k * live): a slow tick does not push the
-    // next ones back, and ticks missed (a suspended machine) are skipped, not bunched.
-    // Two ticks are queued at any time, so the probe thread always knows when to wake.
-    let mut due = Instant::now() + first_tick_delay(live);
-    let mut queued =
-        std::collections::VecDeque::from([sampler.submit(due), sampler.submit(due + live)]);
-    due += live;
-    let every = persist.as_ref().map(|p| p.every);
-    let mut close_at = every.map(|e| Instant::now() + e);
-    let mut last_states: Vec<(&'static str, Condition)> = Vec::new();
-    while let Some(batch) = queued.pop_front() {
-        let published = tokio::select! {
-            p = sampler.finish(batch) => p,
-            _ = shutdown.changed() => break,
-        };
-        log_changes(&mut last_states, &published.snapshot.probes);
-        if let Some(p) = persist.as_mut() {
+    let first = Instant::now() + first_tick_delay(live);
+    let close_at = persist.as_ref().map(|p| Instant::now() + p.every);
+    let state = Arc::new(Mutex::new(Loop {
+        sampler,
+        live,
+        due: first + live,
+        publish,
+        persist,
+        close_at,
+        last_states: Vec::new(),
+        stopped: false,
+    }));
+    {
+        let l = lock(&state);
+        let (a, b) = (Arc::clone(&state), Arc::clone(&state));
+        l.sampler.submit(first, move |r| on_tick(&a, r));
+        l.sampler.submit(l.due, move |r| on_tick(&b, r));
+    }
+    Sampling(Box::new(move || {
+        let mut l = lock(&state);
+        l.stopped = true;
+        l.sampler.runner.close();
+        if let Some(mut p) = l.persist.take() {
+            p.close(SystemTime::now());
+        }
+    }))
+}
+
+/// A tick's readings are in: publish its snapshot, add it to the window, queue the next.
+fn on_tick<C, M, D, T>(state: &Arc<Mutex<Loop<C, M, D, T>>>, readings: Readings)
+where
+    C: Probe<Output = f64> + 'static,
+    M: Probe<Output = probes::MemoryUsage> + 'static,
+    D: Probe<Output = probes::DiskUsage> + 'static,
+    T: Probe<Output = f64> + 'static,
+{
+    let mut guard = lock(state);
+    let l = &mut *guard;
+    if l.stopped {
+        return;
+    }
+    if l.sampler
+        .last_started
+        .is_none_or(|s| s < readings.started.1)
+    {
+        let published = l.sampler.build(readings);
+        log_changes(&mut l.last_states, &published.snapshot.probes);
+        if let Some(p) = l.persist.as_mut() {
             p.add(&published.snapshot);
-            if let (Some(at), Some(every)) = (close_at, every)
+            if let (Some(at), every) = (l.close_at, p.every)
                 && published.taken >= at
             {
                 p.close(published.snapshot.sample.taken_at);
-                close_at = Some(next_after(at, every, published.taken));
+                l.close_at = Some(next_after(at, every, published.taken));
             }
         }
-        publish.send_replace(Some(Arc::new(published)));
-        due = next_after(due, live, Instant::now());
-        queued.push_back(sampler.submit(due));
+        l.publish.send_replace(Some(Arc::new(published)));
     }
-    if let Some(mut p) = persist {
-        p.close(SystemTime::now());
-    }
+    l.due = next_after(l.due, l.live, Instant::now());
+    let next = Arc::clone(state);
+    l.sampler.submit(l.due, move |r| on_tick(&next, r));
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -71,26 +71,16 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
 
     let host = probes::HostProbes::new(&config.roots, &config.disk_path);
     let deadline = config.live_interval.min(Duration::from_secs(2));
-    let sampler = HostSampler::for_host(host, gpu, deadline);
-    // The sampler runs on a thread of its own with a single-threaded runtime: a tick then
-    // wakes that thread and the probe thread only, and the HTTP workers sleep until a
-    // client comes (sharing their runtime doubled the service's idle CPU).
-    let sampling = match on_own_thread(
-        "sampler",
-        sampler::run(
-            sampler,
-            config.live_interval,
-            publish,
-            persist,
-            shutdown.clone(),
-        ),
-    ) {
-        Ok(done) => done,
+    let sampler = match HostSampler::for_host(host, gpu, deadline) {
+        Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the sampler thread");
+            tracing::error!(error = %e, "cannot start the probe threads");
             return ExitCode::FAILURE;
         }
     };
+    // The probe thread reads, encodes and publishes each tick by itself: an idle tick wakes
+    // that one thread, and the HTTP workers sleep until a client comes.
+    let sampling = sampler::start(sampler, config.live_interval, publish, persist);
 
     let limits = api::Limits {
         max_connections: usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).clamp(16, 8192))
@@ -120,7 +110,7 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
     stop.send_replace(true);
     // The sampler hands its last window over and lets go of the writer, which then
     // flushes its queue within its own deadline while the server drains.
-    let _ = sampling.await;
+    sampling.stop();
     if let Some(writer) = writer {
         let _ = writer.await;
     }
@@ -247,23 +237,4 @@ pub(crate) fn store_config(config: &Config, pg: &crate::config::Postgres) -> sto
         persist_interval: config.persist_interval,
         flush_deadline: Duration::from_secs(3),
     }
-}
-
-/// Runs `task` to completion on a new thread with its own single-threaded runtime; the
-/// receiver resolves when it has finished.
-fn on_own_thread(
-    name: &str,
-    task: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            runtime.block_on(task);
-            let _ = done.send(());
-        })?;
-    Ok(finished)
 }

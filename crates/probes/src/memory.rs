@@ -52,6 +52,15 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
             .parse()
             .map_err(|_| format!("{key} is not a number: {number:?}"))?;
         *slot = Some(kib.saturating_mul(1024));
+        // They are the first lines of the file; the other fifty need not be looked at.
+        if total.is_some()
+            && available.is_some()
+            && free.is_some()
+            && buffers.is_some()
+            && cached.is_some()
+        {
+            break;
+        }
     }
     let total = total.ok_or("no MemTotal line")?;
     if total == 0 {

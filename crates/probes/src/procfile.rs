@@ -54,16 +54,21 @@ impl ProcFile {
 }
 
 /// Reads `file` from offset 0 to its end into `buf`, growing it as needed; returns the length.
+/// Only for procfs files made by a single show call (see the comment below).
 fn read_from_start(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut len = 0;
     loop {
         if len == buf.len() {
             buf.resize((buf.len() * 2).max(8192), 0);
         }
+        let room = buf.len() - len;
         let n = file.read_at(&mut buf[len..], len as u64)?;
-        if n == 0 {
+        len += n;
+        // `/proc/stat` and `/proc/meminfo` are generated whole by one show call, and a
+        // read with room to spare returns all of it: a short read is the end, and asking
+        // again for the zero-length one would be a wasted system call every sample.
+        if n == 0 || n < room {
             return Ok(len);
         }
-        len += n;
     }
 }

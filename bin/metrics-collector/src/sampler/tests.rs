@@ -100,7 +100,8 @@ async fn a_hung_disk_costs_only_the_disk_field_and_one_thread() {
         Value(40.0),
         no_gpu(),
         Duration::from_millis(100),
-    );
+    )
+    .unwrap();
 
     let first = sampler.tick().await;
     let s = &first.snapshot;
@@ -153,7 +154,8 @@ async fn a_panicking_probe_is_unavailable_for_one_tick_only() {
         PanicsOnce(false),
         no_gpu(),
         Duration::from_secs(5),
-    );
+    )
+    .unwrap();
     let first = sampler.tick().await;
     let reason = first
         .snapshot
@@ -211,10 +213,10 @@ async fn slow_samples_do_not_push_later_ticks_back() {
         Value(1.0),
         no_gpu(),
         live,
-    );
+    )
+    .unwrap();
     let (publish, mut latest) = watch::channel(None);
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(run(sampler, live, publish, None, shutdown));
+    let sampling = start(sampler, live, publish, None);
     let mut stamps = Vec::new();
     while stamps.len() < 11 {
         tokio::time::timeout(Duration::from_secs(10), latest.changed())
@@ -224,11 +226,7 @@ async fn slow_samples_do_not_push_later_ticks_back() {
         let p = latest.borrow_and_update().clone().unwrap();
         stamps.push(p.snapshot.sample.taken_at);
     }
-    stop.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    sampling.stop();
     let span = stamps[10].duration_since(stamps[0]).unwrap();
     let mean = span / 10;
     assert!(
