@@ -122,10 +122,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         "-p",
         "api",
     ]))?;
+    util::run(cargo().args([
+        "build",
+        "--release",
+        "--example",
+        "raw_floor",
+        "-p",
+        "probes",
+    ]))?;
     let target = target_dir()?;
     let ours_bin = target.join("release/metrics-collector");
     let bare_bin = target.join("release/examples/bare_server");
-    for bin in [&ours_bin, &bare_bin] {
+    let floor_bin = target.join("release/examples/raw_floor");
+    for bin in [&ours_bin, &bare_bin, &floor_bin] {
         if !bin.is_file() {
             bail!("{} was not built where expected", bin.display());
         }
@@ -171,7 +180,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         body_bytes.push(body.len());
     }
 
-    // Idle: both at once, nothing requesting.
+    // The idle floor: the raw reads of a sample on the same schedule, in the same window.
+    let floor = Floor(
+        Command::new(&floor_bin)
+            .arg(&options.interval)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting raw_floor")?,
+    );
+
+    // Idle: all at once, nothing requesting.
     std::thread::sleep(SETTLE);
     let idle = Duration::from_secs(options.idle_secs);
     eprintln!(
@@ -183,7 +201,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .map(|s| Ok((cpu_ticks(s.pid())?, sched_ns(s.pid())?)))
         .collect::<anyhow::Result<_>>()?;
+    let floor_before: u64 = sched_ns(floor.0.id())?.values().sum();
     std::thread::sleep(idle);
+    let floor_ns = sched_ns(floor.0.id())?
+        .values()
+        .sum::<u64>()
+        .saturating_sub(floor_before);
+    let floor_ms_per_min = floor_ns as f64 / 1e6 * 60.0 / idle.as_secs_f64();
+    drop(floor);
     let mut idles = Vec::new();
     for (server, (ticks0, sched0)) in servers.0.iter().zip(before) {
         let pid = server.pid();
@@ -240,7 +265,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let [ours, bare] = figures.as_slice() else {
         bail!("expected figures for two servers");
     };
-    let report = report(&options, c1_secs, ours, bare, &per_round);
+    let report = report(&options, c1_secs, ours, bare, &per_round, floor_ms_per_min);
     std::fs::write(out.join("table.md"), &report)
         .with_context(|| format!("writing {}", out.join("table.md").display()))?;
     print_report(&report);
@@ -376,6 +401,7 @@ fn report(
     ours: &Figures,
     bare: &Figures,
     per_round: &[f64],
+    floor_ms_per_min: f64,
 ) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut s = String::new();
@@ -484,7 +510,23 @@ fn report(
         "| idle CPU | ≤ {GOAL_IDLE_CPU_MS_PER_MIN} ms/min{at} | {cpu:.2} ms/min | {} |",
         verdict(cpu <= GOAL_IDLE_CPU_MS_PER_MIN)
     );
+    let _ = writeln!(
+        s,
+        "\nidle CPU floor in the same window (`raw_floor`: the raw reads of a sample, one thread, \
+         same interval): {floor_ms_per_min:.2} ms/min; ours / floor: {:.2}×",
+        cpu / floor_ms_per_min
+    );
     s
+}
+
+/// The `raw_floor` process, killed when the measurement is over or fails.
+struct Floor(Child);
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Date, machine and tool versions, for the record.

@@ -40,6 +40,8 @@ pub(crate) struct Sampler<C, M, D, T> {
     /// When the reads of the last tick built started: a tick that finishes after a later
     /// one (possible only behind a hung read) is not published over it.
     last_started: Option<Instant>,
+    /// The last snapshot built, whose `/gpu` body the next may reuse.
+    last: Option<Arc<Published>>,
 }
 
 /// The service's sampler over the real probes.
@@ -97,6 +99,7 @@ where
             last_ok: [None; 5],
             last_success: None,
             last_started: None,
+            last: None,
         })
     }
 
@@ -147,7 +150,7 @@ where
 
     /// Reads every family now and builds the snapshot (`sample`, tests; the loop submits
     /// ahead instead).
-    pub(crate) async fn tick(&mut self) -> Published {
+    pub(crate) async fn tick(&mut self) -> Arc<Published> {
         let (tx, rx) = oneshot::channel();
         self.submit(Instant::now(), move |readings| {
             let _ = tx.send(readings);
@@ -157,7 +160,7 @@ where
     }
 
     /// Builds the snapshot of a tick from its readings.
-    fn build(&mut self, r: Readings) -> Published {
+    fn build(&mut self, r: Readings) -> Arc<Published> {
         let (taken_at, now) = r.started;
         let (cpu, memory, thermal, gpu, disk) = (r.cpu, r.memory, r.thermal, r.gpu, r.disk);
         self.last_started = Some(now);
@@ -204,7 +207,14 @@ where
         if snapshot.succeeded() {
             self.last_success = Some(now);
         }
-        Published::new(snapshot, now, self.last_success)
+        let published = Arc::new(Published::after(
+            self.last.as_deref(),
+            snapshot,
+            now,
+            self.last_success,
+        ));
+        self.last = Some(Arc::clone(&published));
+        published
     }
 }
 
@@ -533,7 +543,7 @@ where
                 l.close_at = Some(next_after(at, every, published.taken));
             }
         }
-        l.publish.send_replace(Some(Arc::new(published)));
+        l.publish.send_replace(Some(published));
     }
     l.due = next_after(l.due, l.live, Instant::now());
     let next = Arc::clone(state);

@@ -61,8 +61,22 @@ pub struct Published {
 impl Published {
     /// Encodes the `/metrics` and `/gpu` bodies now, once for every request that follows.
     pub fn new(snapshot: Snapshot, taken: Instant, last_success: Option<Instant>) -> Self {
+        Self::after(None, snapshot, taken, last_success)
+    }
+
+    /// As `new`, reusing the `/gpu` body of `previous` when the GPU readings are the same
+    /// (always, on a host without a GPU): one encoding less per tick.
+    pub fn after(
+        previous: Option<&Published>,
+        snapshot: Snapshot,
+        taken: Instant,
+        last_success: Option<Instant>,
+    ) -> Self {
         let metrics_body = wire::encode_metrics(&snapshot);
-        let gpu_body = wire::encode_gpu(&snapshot.gpu);
+        let gpu_body = match previous {
+            Some(p) if p.snapshot.gpu == snapshot.gpu => p.gpu_body.clone(),
+            _ => wire::encode_gpu(&snapshot.gpu),
+        };
         Self {
             snapshot,
             taken,

@@ -22,6 +22,12 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 fn timestamps_are_utc_with_z_and_milliseconds() {
     let t = UNIX_EPOCH + Duration::from_millis(1_705_314_600_250);
     assert_eq!(rfc3339(t), "2024-01-15T10:30:00.250Z");
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    // Every field zero-padded; the fraction truncated to milliseconds, not rounded.
+    let t = UNIX_EPOCH + Duration::from_nanos(1_772_683_506_007_999_999);
+    assert_eq!(rfc3339(t), "2026-03-05T04:05:06.007Z");
+    let t = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+    assert_eq!(rfc3339(t), "9999-12-31T23:59:59.999Z");
 }
 
 #[test]
@@ -40,7 +46,13 @@ fn metrics_have_the_seed_shape_with_one_decimal() {
         }),
         cpu_celsius: Ok(55.04),
     });
-    let v = json(&encode_metrics(&s));
+    let body = encode_metrics(&s);
+    // Byte for byte: the seed's key order, and floats that stay floats (`55.0`, not `55`).
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        r#"{"cpu":45.2,"ram":62.8,"gpu":null,"temperature":55.0,"disk":{"used":107374182400,"free":429496729600,"total":536870912000,"percent":20.0},"timestamp":"2024-01-15T10:30:00.000Z"}"#
+    );
+    let v = json(&body);
     assert_eq!(
         v,
         serde_json::json!({
@@ -122,4 +134,34 @@ fn no_gpu_answers_available_false_with_a_reason() {
     ] {
         assert!(v[key].is_null(), "{key}");
     }
+}
+
+#[test]
+fn the_gpu_body_is_reused_only_while_the_gpu_readings_stay_the_same() {
+    use crate::Published;
+    let sample = || Sample {
+        taken_at: UNIX_EPOCH,
+        cpu_percent: Ok(1.0),
+        memory: Err(Unavailable::new("gone")),
+        disk: Err(Unavailable::new("gone")),
+        cpu_celsius: Err(Unavailable::new("gone")),
+    };
+    let now = std::time::Instant::now();
+    let first = Published::new(snapshot(sample()), now, None);
+    let same = Published::after(Some(&first), snapshot(sample()), now, None);
+    assert_eq!(same.gpu_body, first.gpu_body);
+    assert_eq!(
+        same.gpu_body.as_ptr(),
+        first.gpu_body.as_ptr(),
+        "not encoded again"
+    );
+
+    let mut other = snapshot(sample());
+    other.gpu = gpu::GpuSample::unavailable(gpu::BackendKind::Nvml, "the driver went away");
+    let changed = Published::after(Some(&same), other, now, None);
+    assert_eq!(
+        json(&changed.gpu_body)["reason"],
+        "the driver went away",
+        "a different reading is encoded afresh"
+    );
 }
