@@ -26,9 +26,10 @@ use crate::util::{self, cargo};
 
 const USAGE: &str =
     "usage: cargo xtask bench [--idle-secs N] [--duration N] [--rounds N] [--interval S]
-  --idle-secs N   idle window for RSS and CPU, seconds (default 60)
+  --idle-secs N   idle window for RSS and CPU, seconds (default 180: three minutes of ticks, because
+                  this kind of VM's floor moves by half from one minute to the next)
   --duration N    seconds of the measured wrk -c64 run (default 10; the c1 run is min(N, 5))
-  --rounds N      load rounds per server, order alternating, medians reported (default 1)
+  --rounds N      load rounds per server, order alternating, medians reported (default 3)
   --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)";
 
 /// How long a server may take to answer its first 200.
@@ -56,10 +57,10 @@ struct Options {
 
 fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut options = Options {
-        idle_secs: 60,
+        idle_secs: 180,
         duration: 10,
         interval: "5".to_owned(),
-        rounds: 1,
+        rounds: 3,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {

@@ -76,8 +76,14 @@ impl fmt::Display for Unavailable {
 
 impl From<Error> for Unavailable {
     fn from(e: Error) -> Self {
+        // These two are their message and have no source: moved, not formatted again (a
+        // sensorless host converts one every tick).
+        let e = match e {
+            Error::Absent(reason) => return Self::absent(reason),
+            Error::NotAvailable(reason) => return Self::new(reason),
+            other => other,
+        };
         // Keep the whole source chain: "reading /proc/stat: No such file or directory".
-        let absent = matches!(e, Error::Absent(_));
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -85,7 +91,7 @@ impl From<Error> for Unavailable {
             reason.push_str(&s.to_string());
             source = s.source();
         }
-        Self { reason, absent }
+        Self::new(reason)
     }
 }
 
