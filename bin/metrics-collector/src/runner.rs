@@ -256,7 +256,14 @@ fn work(inner: &Inner) {
             state = inner.lock();
             if let Some(id) = watched {
                 match state.running.iter().position(|r| r.id == id) {
-                    Some(i) => drop(state.running.swap_remove(i)),
+                    Some(i) => {
+                        // Its unused overrun handler is dropped outside the lock: what it
+                        // owns may close this pool when dropped.
+                        let finished = state.running.swap_remove(i);
+                        drop(state);
+                        drop(finished);
+                        state = inner.lock();
+                    }
                     // The watchdog gave up on it (or the pool closed): this thread is free.
                     None if !state.closed => state.stuck -= 1,
                     None => {}
