@@ -37,10 +37,8 @@ pub(crate) struct Sampler<C, M, D, T> {
     seq: u64,
     last_ok: [Option<SystemTime>; 5],
     last_success: Option<Instant>,
-    /// When the reads of the last tick built started: a tick that finishes after a later
-    /// one (possible only behind a hung read) is not published over it.
-    last_started: Option<Instant>,
-    /// The last snapshot built, whose `/gpu` body the next may reuse.
+    /// The last snapshot built: the next may reuse its `/gpu` body, and a tick whose reads
+    /// started before it did (possible only behind a hung read) is not published over it.
     last: Option<Arc<Published>>,
 }
 
@@ -98,7 +96,6 @@ where
             seq: 0,
             last_ok: [None; 5],
             last_success: None,
-            last_started: None,
             last: None,
         })
     }
@@ -163,7 +160,6 @@ where
     fn build(&mut self, r: Readings) -> Arc<Published> {
         let (taken_at, now) = r.started;
         let (cpu, memory, thermal, gpu, disk) = (r.cpu, r.memory, r.thermal, r.gpu, r.disk);
-        self.last_started = Some(now);
         let gpu_kind = self.gpu_kind;
         let (gpu_sample, gpu_time) = gpu;
         let gpu_sample =
@@ -529,8 +525,9 @@ where
         return;
     }
     if l.sampler
-        .last_started
-        .is_none_or(|s| s < readings.started.1)
+        .last
+        .as_ref()
+        .is_none_or(|last| last.taken < readings.started.1)
     {
         let published = l.sampler.build(readings);
         log_changes(&mut l.last_states, &published.snapshot.probes);
