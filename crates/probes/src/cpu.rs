@@ -45,8 +45,23 @@ impl CpuTimes {
         self.total() - self.idle - self.iowait
     }
 
-    /// Per-field difference, clamped at zero: counters can step back on CPU hot-unplug
-    /// (psutil `_cpu_times_deltas` does the same).
+    /// Every counter with its name as `/proc/stat` documents it (proc(5)).
+    fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("user", self.user),
+            ("nice", self.nice),
+            ("system", self.system),
+            ("idle", self.idle),
+            ("iowait", self.iowait),
+            ("irq", self.irq),
+            ("softirq", self.softirq),
+            ("steal", self.steal),
+            ("guest", self.guest),
+            ("guest_nice", self.guest_nice),
+        ]
+    }
+
+    /// Per-field difference; only called once no field has stepped back.
     fn delta(&self, earlier: &CpuTimes) -> CpuTimes {
         CpuTimes {
             user: self.user.saturating_sub(earlier.user),
@@ -61,6 +76,21 @@ impl CpuTimes {
             guest_nice: self.guest_nice.saturating_sub(earlier.guest_nice),
         }
     }
+}
+
+/// Why two readings of the counters give no percentage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoPercent {
+    /// No CPU time passed between them.
+    NoTimeElapsed,
+    /// A counter is lower in the later reading: CPUs taken offline (hotplug) and some
+    /// hypervisors step the aggregate back. Clamping it at zero, as psutil does, makes up
+    /// a busy percentage (a false 100 % when idle steps back); the interval is unknown.
+    SteppedBack {
+        counter: &'static str,
+        earlier: u64,
+        later: u64,
+    },
 }
 
 /// Parses the aggregate `cpu ` line of `/proc/stat`. Kernels before 2.6.33 print fewer
@@ -107,10 +137,19 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
     })
 }
 
-/// Busy % between two readings, or `None` when no CPU time passed between them.
-pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Option<f64> {
+/// Busy % between two readings (psutil `cpu_percent`), or why there is none.
+pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Result<f64, NoPercent> {
+    for ((counter, earlier), (_, later)) in earlier.named().into_iter().zip(later.named()) {
+        if later < earlier {
+            return Err(NoPercent::SteppedBack {
+                counter,
+                earlier,
+                later,
+            });
+        }
+    }
     let d = later.delta(earlier);
-    crate::percent(d.busy() as f64, d.total() as f64)
+    crate::percent(d.busy() as f64, d.total() as f64).ok_or(NoPercent::NoTimeElapsed)
 }
 
 /// The CPU probe: keeps the previous counters, so each read covers the time since the last.
@@ -153,8 +192,21 @@ impl Probe for Cpu {
                 "first read of the CPU counters: a percentage needs two".into(),
             ));
         };
-        busy_percent(&previous, &now).ok_or_else(|| {
-            Error::NotAvailable("no CPU time elapsed since the previous read".into())
+        // The counters just read are the next interval's start either way: after a step
+        // back, the interval that follows is measured from the new values.
+        busy_percent(&previous, &now).map_err(|why| match why {
+            NoPercent::NoTimeElapsed => {
+                Error::NotAvailable("no CPU time elapsed since the previous read".into())
+            }
+            NoPercent::SteppedBack {
+                counter,
+                earlier,
+                later,
+            } => Error::NotAvailable(format!(
+                "{}: the {counter} counter went backwards ({earlier} -> {later}; CPU hotplug \
+                 or the hypervisor): no percentage for this interval",
+                self.stat.path().display()
+            )),
         })
     }
 }

@@ -48,35 +48,88 @@ fn busy_is_total_less_idle_and_iowait() {
         (
             "cpu 0 0 0 0 0 0 0 0 0 0",
             "cpu 50 0 0 50 0 0 0 0 0 0",
-            Some(50.0),
+            Ok(50.0),
         ),
         (
             "cpu 0 0 0 0 0 0 0 0 0 0",
             "cpu 10 0 0 60 30 0 0 0 0 0",
-            Some(10.0),
+            Ok(10.0),
         ),
         (
             "cpu 0 0 0 0 0 0 0 0 0 0",
             "cpu 25 25 25 0 0 10 10 5 0 0",
-            Some(100.0),
+            Ok(100.0),
         ),
         // guest time is already inside user: it must not count twice
         (
             "cpu 0 0 0 0 0 0 0 0 0 0",
             "cpu 40 0 0 60 0 0 0 0 40 0",
-            Some(40.0),
+            Ok(40.0),
         ),
-        // a counter stepping back (CPU unplugged) is clamped, not negative
         (
-            "cpu 100 0 0 100 0 0 0 0 0 0",
-            "cpu 90 0 0 200 0 0 0 0 0 0",
-            Some(0.0),
+            "cpu 5 0 0 5 0 0 0 0 0 0",
+            "cpu 5 0 0 5 0 0 0 0 0 0",
+            Err(NoPercent::NoTimeElapsed),
         ),
-        ("cpu 5 0 0 5 0 0 0 0 0 0", "cpu 5 0 0 5 0 0 0 0 0 0", None),
     ];
     for (a, b, want) in cases {
         assert_eq!(busy_percent(&times(a), &times(b)), want, "{a} -> {b}");
     }
+}
+
+#[test]
+fn a_counter_stepping_back_gives_no_percentage() {
+    // (earlier, later, the counter that stepped back). Clamped at zero, the first would
+    // read 100 % (idle lost when a CPU goes offline), the second 0 %.
+    let cases = [
+        (
+            "cpu 100 0 50 9000 10 0 0 0 0 0",
+            "cpu 150 0 60 8000 10 0 0 0 0 0",
+            "idle",
+        ),
+        (
+            "cpu 100 0 0 100 0 0 0 0 0 0",
+            "cpu 90 0 0 200 0 0 0 0 0 0",
+            "user",
+        ),
+        (
+            "cpu 1 0 0 1 500 0 0 0 0 0",
+            "cpu 9 0 0 9 400 0 0 0 0 0",
+            "iowait",
+        ),
+        (
+            "cpu 1 0 0 1 0 0 0 70 0 0",
+            "cpu 9 0 0 9 0 0 0 60 0 0",
+            "steal",
+        ),
+    ];
+    for (a, b, counter) in cases {
+        match busy_percent(&times(a), &times(b)) {
+            Err(NoPercent::SteppedBack { counter: c, .. }) => assert_eq!(c, counter, "{a} -> {b}"),
+            other => panic!("{a} -> {b}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_probe_reports_a_step_back_then_measures_from_the_new_counters() {
+    let dir = std::env::temp_dir().join(format!("probes-cpu-back-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("stat"), "cpu 100 0 0 900 0 0 0 0 0 0
+").unwrap();
+    let mut cpu = Cpu::new(&dir);
+    // A CPU goes offline: its idle time leaves the aggregate.
+    std::fs::write(dir.join("stat"), "cpu 150 0 0 500 0 0 0 0 0 0
+").unwrap();
+    let err = crate::Unavailable::from(cpu.read().unwrap_err()).to_string();
+    assert!(
+        err.contains("idle counter went backwards (900 -> 500") && err.contains("/stat"),
+        "{err}"
+    );
+    std::fs::write(dir.join("stat"), "cpu 160 0 0 590 0 0 0 0 0 0
+").unwrap();
+    assert_eq!(cpu.read().unwrap(), 10.0, "the next interval is measured again");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
