@@ -380,13 +380,18 @@ mod tests {
                 .is_some_and(|r| r.contains("retrying")),
             "{first:?}"
         );
-        // Once the back-off has passed, the next sample tries to open the library again.
+        // Within the back-off it does not try again...
+        let backoff = n.retry_in;
+        let _ = n.sample();
+        assert_eq!(n.retry_in, backoff, "no attempt before the back-off has passed");
+        // ...once it has passed, the next sample opens the library again: it works now
+        // (a machine with a GPU), or fails afresh and the back-off doubles.
         n.retry_at = Instant::now();
         let again = n.sample();
-        assert!(again.reason.is_some() || !again.devices.is_empty());
         assert!(
-            n.retry_in > RETRY_MIN || n.nvml.is_some(),
-            "the back-off grows after another failure"
+            n.nvml.is_some() || n.retry_in == (backoff * 2).min(RETRY_MAX),
+            "no new attempt after the back-off: {again:?}"
         );
+        assert!(again.reason.is_some() || !again.devices.is_empty());
     }
 }
