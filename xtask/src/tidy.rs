@@ -1,6 +1,6 @@
 //! Tidy checks: the workspace's shape, asserted as plain tests (`cargo test -p xtask`).
-//! Dependencies point one way (probes ← gpu ← {store, api} ← bin), the runtime-free crates
-//! stay runtime-free, and the docs name every crate.
+//! Dependencies point one way (probes ← gpu ← sampler ← {store, api} ← bin), the
+//! runtime-free crates stay runtime-free, and the docs name every crate.
 
 use std::path::Path;
 
@@ -37,44 +37,88 @@ fn members() -> Vec<String> {
     found
 }
 
+/// The layers, lowest first: a crate may depend on crates of lower layers only.
+const LAYERS: &[(&str, u8)] = &[
+    ("probes", 0),
+    ("gpu", 1),
+    ("sampler", 2),
+    ("store", 3),
+    ("api", 3),
+    ("metrics-collector", 4),
+];
+
+fn layer(name: &str) -> Option<u8> {
+    LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+}
+
+fn package_name(member: &str) -> String {
+    let manifest = std::fs::read_to_string(root().join(member).join("Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
 #[test]
-fn lower_crates_never_depend_on_higher_ones_or_on_a_runtime() {
+fn dependencies_point_one_way_probes_gpu_sampler_then_store_and_api_then_the_binary() {
+    for member in members() {
+        let name = package_name(&member);
+        let deps = dependencies(&member);
+        for dep in &deps {
+            // Development tools are for tests and xtask only.
+            assert!(
+                !(dep == "testkit" || (dep == "devpg" && name != "xtask")),
+                "{member} depends on {dep}: a [dev-dependencies] entry only"
+            );
+            if let (Some(mine), Some(theirs)) = (layer(&name), layer(dep)) {
+                assert!(
+                    theirs < mine,
+                    "{member} ({name}) must not depend on {dep}: dependencies point from \
+                     the binary down to probes (see docs/ARCHITECTURE.md)"
+                );
+            }
+        }
+    }
+    // The engine sits below both readers of what it publishes, which never see each other.
+    for reader in ["crates/api", "crates/store"] {
+        assert!(
+            dependencies(reader).iter().any(|d| d == "sampler"),
+            "{reader} reads the engine's types from sampler"
+        );
+    }
+}
+
+#[test]
+fn lower_crates_never_depend_on_a_runtime_http_or_sql() {
     // (crate, what it must never depend on)
     let rules: &[(&str, &[&str])] = &[
         (
             "crates/probes",
-            &[
-                "gpu",
-                "api",
-                "store",
-                "tokio",
-                "hyper",
-                "serde_json",
-                "tokio-postgres",
-                "deadpool-postgres",
-            ],
+            &["tokio", "hyper", "serde_json", "tokio-postgres", "deadpool-postgres"],
         ),
         (
             "crates/gpu",
+            &["tokio", "hyper", "serde_json", "tokio-postgres", "deadpool-postgres"],
+        ),
+        (
+            // tokio for its sync channels only: the engine runs no runtime.
+            "crates/sampler",
             &[
-                "api",
-                "store",
-                "tokio",
                 "hyper",
+                "hyper-util",
+                "http",
                 "serde_json",
                 "tokio-postgres",
                 "deadpool-postgres",
+                "refinery",
             ],
         ),
-        (
-            "crates/api",
-            &["store", "tokio-postgres", "deadpool-postgres"],
-        ),
+        ("crates/api", &["tokio-postgres", "deadpool-postgres"]),
+        ("crates/store", &["hyper", "http"]),
     ];
     for (member, forbidden) in rules {
-        if !root().join(member).exists() {
-            continue;
-        }
         let deps = dependencies(member);
         for f in *forbidden {
             assert!(

@@ -1,7 +1,6 @@
 //! Subcommands and their exit codes.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use crate::config::{self, Config};
 
 /// Exit code for a bad setting or argument.
-const BAD_SETTING: u8 = 2;
+pub(crate) const BAD_SETTING: u8 = 2;
 
 pub(crate) fn run(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
@@ -78,7 +77,8 @@ fn help() -> String {
 }
 
 fn sample(config: Config) -> ExitCode {
-    let gpu = match gpu::select(config.gpu, &config.roots) {
+    let deadline = crate::serve::GPU_DISCOVERY_DEADLINE;
+    let gpu = match sampler::discover_gpu(config.gpu, &config.roots, deadline) {
         Ok(g) => g,
         Err(e) => {
             eprintln!(
@@ -88,36 +88,23 @@ fn sample(config: Config) -> ExitCode {
             return ExitCode::from(BAD_SETTING);
         }
     };
-    let host = probes::HostProbes::new(&config.roots, &config.disk_path);
-    // The CPU percentage needs two readings of the counters: wait as the service's first
-    // tick does.
-    std::thread::sleep(crate::sampler::first_tick_delay(config.live_interval));
-    let mut sampler = match crate::sampler::HostSampler::for_host(host, gpu, Duration::from_secs(5))
-    {
-        Ok(s) => s,
+    let probes = probes::HostProbes::new(&config.roots, &config.disk_path);
+    let mut engine = match sampler::Engine::new(probes.into(), gpu, Duration::from_secs(5)) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("metrics-collector: starting the probe threads: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("metrics-collector: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let published = runtime.block_on(sampler.tick());
-    out(&format!(
-        "{}\n",
-        String::from_utf8_lossy(published.metrics_body())
-    ));
-    for probe in &published.snapshot.probes {
-        if let Some(e) = &probe.error {
-            eprintln!("{}: {}", probe.name, e.reason());
+    // The CPU percentage needs two readings of the counters: wait as the service's first
+    // tick does.
+    std::thread::sleep(sampler::first_tick_delay(config.live_interval));
+    let snapshot = engine.sample();
+    let bodies = api::Bodies::of(&snapshot);
+    out(&format!("{}\n", String::from_utf8_lossy(bodies.metrics())));
+    for (name, family) in snapshot.families.named() {
+        if let Some(e) = &family.error {
+            eprintln!("{name}: {}", e.reason());
         }
     }
     ExitCode::SUCCESS
@@ -153,26 +140,16 @@ fn migrate(config: Config) -> ExitCode {
                 pg.dbname,
                 pg.host,
                 pg.port,
-                e.summary()
+                pg.password.mask(&e.summary())
             );
             ExitCode::FAILURE
         }
     }
 }
 
-/// Where to reach our own API: the listen address, with a wildcard turned into loopback.
-fn local_address(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
-}
-
 fn healthcheck(config: Config) -> ExitCode {
-    let address = local_address(config.listen);
-    match get_status(address, "/health", Duration::from_secs(3)) {
+    let address = api::local_address(config.listen);
+    match api::health_status(address, Duration::from_secs(3)) {
         Ok(200) => ExitCode::SUCCESS,
         Ok(status) => {
             eprintln!("metrics-collector healthcheck: http://{address}/health answered {status}");
@@ -183,30 +160,4 @@ fn healthcheck(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A minimal HTTP/1.1 GET with a deadline on every step; returns the status code.
-fn get_status(address: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 64];
-    let mut filled = 0;
-    while filled < 12 {
-        let n = stream.read(&mut head[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    // "HTTP/1.1 200 OK"
-    std::str::from_utf8(&head[..filled])
-        .ok()
-        .and_then(|s| s.split_ascii_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
 }

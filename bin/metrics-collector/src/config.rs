@@ -28,6 +28,16 @@ pub(crate) struct Config {
     pub(crate) postgres: Option<Postgres>,
 }
 
+impl Config {
+    /// The database password, to mask what is shown (none without persistence).
+    pub(crate) fn password(&self) -> Password {
+        self.postgres
+            .as_ref()
+            .map(|p| p.password.clone())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Postgres {
     pub(crate) host: String,
@@ -44,6 +54,20 @@ pub(crate) struct Password(Option<String>);
 impl Password {
     pub(crate) fn expose(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+
+    /// `text` with every occurrence of the password replaced by `***` (for anything shown
+    /// that came from outside: a value, a server's message).
+    pub(crate) fn mask(&self, text: &str) -> String {
+        mask(text, self.expose())
+    }
+}
+
+/// `text` with `secret` replaced by `***`, when there is a secret.
+fn mask(text: &str, secret: Option<&str>) -> String {
+    match secret.filter(|s| !s.is_empty()) {
+        Some(s) => text.replace(s, "***"),
+        None => text.to_owned(),
     }
 }
 
@@ -68,8 +92,39 @@ pub(crate) enum Error {
         value: String,
         expected: String,
     },
+    /// A `.env` line that cannot be parsed: the line is never echoed (it may hold the
+    /// password), only where it is and the variable it seems to set.
+    #[error("{path}: line {line}{}: {message}", variable.as_ref().map(|v| format!(" ({v})")).unwrap_or_default())]
+    DotEnvLine {
+        path: String,
+        line: usize,
+        variable: Option<String>,
+        message: &'static str,
+    },
     #[error("{path}: {message}")]
     DotEnv { path: String, message: String },
+}
+
+impl Error {
+    /// The same error with any value that holds the password shown as `***`.
+    fn masked(self, password: Option<&str>) -> Self {
+        match self {
+            Self::Invalid {
+                variable,
+                value,
+                expected,
+            } => Self::Invalid {
+                variable,
+                value: mask(&value, password),
+                expected,
+            },
+            Self::DotEnv { path, message } => Self::DotEnv {
+                path,
+                message: mask(&message, password),
+            },
+            other => other,
+        }
+    }
 }
 
 fn invalid(variable: &'static str, value: &str, expected: impl Into<String>) -> Error {
@@ -110,8 +165,8 @@ pub(crate) const SETTINGS: &[(&str, &str, &str)] = &[
     ("METRICS_GPU_BACKEND", "auto", "auto, nvml, jetson or none"),
     (
         "METRICS_HOST",
-        "(the hostname)",
-        "the host recorded with every row",
+        "(the host name)",
+        "the host recorded with every row; by default the kernel's name, or in a container METRICS_ROOTFS/etc/hostname",
     ),
     (
         "METRICS_ROOTFS",
@@ -145,30 +200,94 @@ pub(crate) fn load(
     process_env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Error> {
     let mut map = HashMap::new();
-    match dotenvy::from_path_iter(dotenv) {
-        Ok(entries) => {
-            for entry in entries {
-                let (k, v) = entry.map_err(|e| Error::DotEnv {
-                    path: dotenv.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                map.insert(k, v);
-            }
-        }
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(Error::DotEnv {
-                path: dotenv.display().to_string(),
-                message: e.to_string(),
-            });
-        }
-    }
+    let process_env: HashMap<String, String> = process_env.into_iter().collect();
+    let password = process_env.get("POSTGRES_PASSWORD").cloned();
+    read_dotenv(dotenv, &mut map).map_err(|e| e.masked(password.as_deref()))?;
     map.extend(process_env);
     from_map(map)
 }
 
+/// Adds the entries of the `.env` file at `path` to `map`; a missing file adds nothing.
+fn read_dotenv(path: &Path, map: &mut HashMap<String, String>) -> Result<(), Error> {
+    let entries = match dotenvy::from_path_iter(path) {
+        Ok(entries) => entries,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(dotenv_error(path, e)),
+    };
+    for entry in entries {
+        match entry {
+            Ok((k, v)) => {
+                map.insert(k, v);
+            }
+            Err(e) => return Err(dotenv_error(path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// What went wrong with `.env`, without its content: dotenvy's own message quotes the whole
+/// line, which may be `POSTGRES_PASSWORD=two words`.
+fn dotenv_error(path: &Path, e: dotenvy::Error) -> Error {
+    let shown = path.display().to_string();
+    match e {
+        dotenvy::Error::LineParse(value, _) => {
+            let content = std::fs::read_to_string(path).unwrap_or_default();
+            let (line, text) = failing_line(&content, &value).unwrap_or((0, ""));
+            Error::DotEnvLine {
+                path: shown,
+                line,
+                variable: variable_of(text),
+                message: "cannot be parsed (quote a value that holds spaces, quotes or `#`)",
+            }
+        }
+        dotenvy::Error::Io(io) => Error::DotEnv {
+            path: shown,
+            message: format!("cannot read it: {}", io.kind()),
+        },
+        dotenvy::Error::EnvVar(_) => Error::DotEnv {
+            path: shown,
+            message: "a variable it refers to is not valid".to_owned(),
+        },
+        _ => Error::DotEnv {
+            path: shown,
+            message: "cannot be read".to_owned(),
+        },
+    }
+}
+
+/// The line (1-based, and its text) where `.env` stops parsing: the first line holding
+/// the value dotenvy choked on whose file, cut after it, no longer parses.
+fn failing_line<'a>(content: &'a str, value: &str) -> Option<(usize, &'a str)> {
+    let lines: Vec<&str> = content.lines().collect();
+    (0..lines.len())
+        .filter(|&i| lines[i].contains(value))
+        .find(|&i| {
+            let prefix = lines[..=i].join("\n");
+            dotenvy::from_read_iter(prefix.as_bytes()).any(|entry| entry.is_err())
+        })
+        .map(|i| (i + 1, lines[i]))
+}
+
+/// The setting a `.env` line sets (`export NAME=...` or `NAME=...`), when it is one of
+/// ours: a name we know, never anything else of the line (which may be anything at all).
+fn variable_of(line: &str) -> Option<String> {
+    let line = line.trim_start();
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    SETTINGS
+        .iter()
+        .find(|(known, _, _)| known.eq_ignore_ascii_case(name))
+        .map(|(known, _, _)| (*known).to_owned())
+}
+
 /// Validates raw values. Tests call this with a map; the service with `load`.
 pub(crate) fn from_map(map: HashMap<String, String>) -> Result<Config, Error> {
+    let password = map.get("POSTGRES_PASSWORD").cloned();
+    validate(map).map_err(|e| e.masked(password.as_deref()))
+}
+
+fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
     // The `config` crate holds the raw layer (keys case-insensitive, values as strings).
     let raw = config::Config::builder()
         .add_source(
@@ -228,17 +347,17 @@ pub(crate) fn from_map(map: HashMap<String, String>) -> Result<Config, Error> {
             .parse()
             .map_err(|()| invalid("METRICS_GPU_BACKEND", &v, "auto, nvml, jetson or none"))?,
     };
+    let roots = probes::Roots {
+        rootfs: absolute(&get, "METRICS_ROOTFS", "/")?,
+        procfs: absolute(&get, "METRICS_PROCFS", "/proc")?,
+        sysfs: absolute(&get, "METRICS_SYSFS", "/sys")?,
+    };
     let host = match get("METRICS_HOST") {
         Some(v) if v.trim().is_empty() => {
             return Err(invalid("METRICS_HOST", &v, "a non-empty host name"));
         }
         Some(v) => v.trim().to_owned(),
-        None => hostname(),
-    };
-    let roots = probes::Roots {
-        rootfs: absolute(&get, "METRICS_ROOTFS", "/")?,
-        procfs: absolute(&get, "METRICS_PROCFS", "/proc")?,
-        sysfs: absolute(&get, "METRICS_SYSFS", "/sys")?,
+        None => host_name(&roots.rootfs),
     };
     // Checked even when persistence is off: a typo is reported now, not when it is enabled.
     let port = match get("POSTGRES_PORT") {
@@ -305,13 +424,33 @@ fn absolute(
     }
 }
 
-/// The machine's host name (uname's nodename), `localhost` if it has none.
-fn hostname() -> String {
-    let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy();
-    if name.is_empty() {
-        "localhost".to_owned()
+/// The name of the machine whose root filesystem is at `rootfs`. On the host itself
+/// (`/`), the kernel's (uname's nodename). In a container the kernel's name is the
+/// container's own, random and different on every run, which would scatter one machine's
+/// rows over many hosts: the host's `etc/hostname` under `rootfs` names it. `localhost` if
+/// neither gives a name.
+fn host_name(rootfs: &Path) -> String {
+    let from_file = || {
+        let text = std::fs::read_to_string(rootfs.join("etc/hostname")).ok()?;
+        hostname_file(&text)
+    };
+    let from_kernel = || {
+        let uname = rustix::system::uname();
+        let name = uname.nodename().to_string_lossy().trim().to_owned();
+        (!name.is_empty()).then_some(name)
+    };
+    let name = if rootfs == Path::new("/") {
+        from_kernel().or_else(from_file)
     } else {
-        name.into_owned()
-    }
+        from_file().or_else(from_kernel)
+    };
+    name.unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The name in an `/etc/hostname` file: its first line that is not empty or a comment.
+fn hostname_file(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
 }

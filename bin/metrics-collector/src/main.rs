@@ -7,10 +7,6 @@ use std::process::ExitCode;
 
 mod cli;
 mod config;
-#[cfg(test)]
-mod gpu_tests;
-mod runner;
-mod sampler;
 mod serve;
 
 fn main() -> ExitCode {

@@ -1,33 +1,27 @@
-//! The service: wiring of sampler, API and signals on one tokio runtime.
+//! The service: the engine, the store's writer and the API wired together on one tokio
+//! runtime, with the signals that stop them. Wiring only: what each part does, and every
+//! bound it keeps, lives in its crate.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::sampler::{self, HostSampler};
 
-/// File descriptors kept back from connections for probes, logs and the database.
-const RESERVED_FDS: u64 = 64;
+/// How long start-up waits for GPU discovery (NVML can hang in the driver) before it
+/// serves without the GPU and lets discovery finish in the background.
+pub(crate) const GPU_DISCOVERY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the writer may take, from SIGTERM, to write what is queued (its own flush
+/// deadline is 3 s; this also covers an attempt in progress).
+const WRITER_STOP_BOUND: Duration = Duration::from_secs(4);
+/// Blocking work still running at exit (a DNS lookup of `POSTGRES_HOST` that hangs) is
+/// abandoned after this: dropping the runtime would otherwise wait for it.
+const RUNTIME_STOP_BOUND: Duration = Duration::from_millis(500);
 
 pub(crate) fn serve(config: Config) -> ExitCode {
     init_logging();
-    let gpu = match gpu::select(config.gpu, &config.roots) {
-        Ok(g) => g,
-        Err(e) => {
-            // The operator asked for a backend this machine or build does not have.
-            eprintln!(
-                "metrics-collector: METRICS_GPU_BACKEND=\"{}\": {e}",
-                config.gpu.as_str()
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let fd_limit = raise_fd_limit();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -41,11 +35,40 @@ pub(crate) fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, gpu, fd_limit))
+    let code = runtime.block_on(run(config));
+    runtime.shutdown_timeout(RUNTIME_STOP_BOUND);
+    code
 }
 
-async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> ExitCode {
+async fn run(config: Config) -> ExitCode {
+    // First, before anything can hang: a signal from now on is a clean stop.
     let mut signals = Signals::install();
+    tracing::debug!(gpu = config.gpu.as_str(), "signals caught; discovering the GPU");
+    let discovery = tokio::task::spawn_blocking({
+        let (choice, roots) = (config.gpu, config.roots.clone());
+        move || sampler::discover_gpu(choice, &roots, GPU_DISCOVERY_DEADLINE)
+    });
+    let gpu = tokio::select! {
+        found = discovery => match found {
+            Ok(Ok(gpu)) => gpu,
+            Ok(Err(e)) => {
+                // The operator asked for a backend this machine or build does not have.
+                eprintln!(
+                    "metrics-collector: METRICS_GPU_BACKEND=\"{}\": {e}",
+                    config.gpu.as_str()
+                );
+                return ExitCode::from(crate::cli::BAD_SETTING);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "GPU discovery failed");
+                return ExitCode::FAILURE;
+            }
+        },
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopped during start-up");
+            return ExitCode::SUCCESS;
+        }
+    };
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -59,20 +82,23 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
 
     let (stop, shutdown) = watch::channel(false);
     let (publish, latest) = watch::channel(None);
-    let (database_tx, database) = watch::channel(api::DatabaseStatus::default());
-    let (persist, writer) = match start_store(&config, database_tx) {
-        Ok(Some((persist, writer))) => (Some(persist), Some(writer)),
-        Ok(None) => (None, None),
+    let store = match start_store(&config) {
+        Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e.summary(), "cannot set up the database connection pool");
+            let error = config.password().mask(&e.summary());
+            tracing::error!(error, "cannot set up the database connection pool");
             return ExitCode::FAILURE;
         }
     };
+    let (persist, database, writer) = match store {
+        Some((persist, database, writer)) => (Some(persist), Some(database), Some(writer)),
+        None => (None, None, None),
+    };
 
-    let host = probes::HostProbes::new(&config.roots, &config.disk_path);
+    let probes = probes::HostProbes::new(&config.roots, &config.disk_path);
     let deadline = config.live_interval.min(Duration::from_secs(2));
-    let sampler = match HostSampler::for_host(host, gpu, deadline) {
-        Ok(s) => s,
+    let engine = match sampler::Engine::new(probes.into(), gpu, deadline) {
+        Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the probe threads");
             return ExitCode::FAILURE;
@@ -80,11 +106,10 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
     };
     // The probe thread reads, encodes and publishes each tick by itself: an idle tick wakes
     // that one thread, and the HTTP workers sleep until a client comes.
-    let sampling = sampler::start(sampler, config.live_interval, publish, persist);
+    let running = sampler::start(engine, api::Encoder, config.live_interval, publish, persist);
 
     let limits = api::Limits {
-        max_connections: usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).clamp(16, 8192))
-            .unwrap_or(8192),
+        max_connections: api::connection_budget(),
         ..api::Limits::default()
     };
     let state = api::AppState::new(latest, database, config.live_interval, &config.host);
@@ -108,20 +133,22 @@ async fn run(config: Config, gpu: Box<dyn gpu::GpuBackend>, fd_limit: u64) -> Ex
         "shutting down: no new connections, finishing requests in flight"
     );
     stop.send_replace(true);
-    // The sampler hands its last window over and lets go of the writer, which then
+    // The engine hands its last window over and lets go of the writer, which then
     // flushes its queue within its own deadline while the server drains.
-    sampling.stop();
-    if let Some(writer) = writer {
-        let _ = writer.await;
+    running.stop();
+    if let Some(writer) = writer
+        && tokio::time::timeout(WRITER_STOP_BOUND, writer).await.is_err()
+    {
+        tracing::warn!("the database writer did not finish in time; windows not written are lost");
     }
     let _ = server.await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// SIGTERM and SIGINT, caught from the moment this is built: it must exist before the
-/// service says it is serving, or a signal sent right then would kill the process with
-/// the default action instead of a clean shutdown.
+/// SIGTERM and SIGINT, caught from the moment this is built: it must exist before
+/// anything that can hang (GPU discovery) and before the service says it is serving, or a
+/// signal sent then would kill the process with the default action.
 struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
 
 impl Signals {
@@ -151,21 +178,6 @@ impl Signals {
     }
 }
 
-/// Raises the soft open-files limit to the hard one (as Go's runtime does): each client
-/// connection is a file descriptor. Returns the limit now in force.
-fn raise_fd_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    let soft = limit.current.unwrap_or(u64::MAX);
-    if let Some(hard) = limit.maximum.or(Some(soft)).filter(|h| *h > soft) {
-        limit.current = Some(hard);
-        if setrlimit(Resource::Nofile, limit).is_ok() {
-            return hard;
-        }
-    }
-    soft
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -176,52 +188,32 @@ fn init_logging() {
         .init();
 }
 
-/// Starts the database writer when persistence is on, and a task that mirrors its status
-/// into what `/health` shows. `None` when `POSTGRES_HOST` is empty.
-fn start_store(
-    config: &Config,
-    database: watch::Sender<api::DatabaseStatus>,
-) -> Result<Option<(sampler::Persist, tokio::task::JoinHandle<()>)>, store::Error> {
+type Store = (
+    sampler::Persist,
+    sampler::DatabaseView,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Starts the database writer when persistence is on: the engine's side of it, what
+/// `/health` reads of it, and its task. `None` when `POSTGRES_HOST` is empty.
+fn start_store(config: &Config) -> Result<Option<Store>, store::Error> {
     let Some(pg) = &config.postgres else {
         tracing::info!("POSTGRES_HOST is empty: persistence disabled");
         return Ok(None);
     };
     let store_config = store_config(config, pg);
+    let mask = |text: &str| pg.password.mask(text);
     tracing::info!(
-        host = %pg.host, port = pg.port, user = %pg.user, db = %pg.dbname,
+        host = mask(&pg.host), port = pg.port, user = mask(&pg.user), db = mask(&pg.dbname),
         persist_s = config.persist_interval.as_secs_f64(),
         retention_days = config.retention.as_secs_f64() / 86_400.0,
         queue_windows = store_config.queue_capacity(),
         "persisting to PostgreSQL"
     );
-    let (handle, mut status, writer) = store::spawn(store_config)?;
-    let lost = Arc::new(AtomicU64::new(0));
-    let lost_seen = lost.clone();
-    tokio::spawn(async move {
-        loop {
-            let s = status.borrow_and_update().clone();
-            database.send_replace(api::DatabaseStatus {
-                state: match s.state {
-                    store::WriterState::Connected => api::DatabaseState::Connected,
-                    store::WriterState::Connecting | store::WriterState::Unreachable => {
-                        api::DatabaseState::Unreachable
-                    }
-                },
-                pending_rows: s.pending_rows,
-                dropped_windows: s.dropped_windows + lost_seen.load(Ordering::Relaxed),
-                last_error: s.last_error.or_else(|| {
-                    (s.state == store::WriterState::Connecting).then(|| "connecting".to_owned())
-                }),
-            });
-            if status.changed().await.is_err() {
-                break;
-            }
-        }
-    });
-    Ok(Some((
-        sampler::Persist::new(handle, config.persist_interval, lost),
-        writer,
-    )))
+    let (handle, status, writer) = store::spawn(store_config)?;
+    let persist = sampler::Persist::new(handle, config.persist_interval);
+    let database = sampler::DatabaseView::new(status, persist.lost());
+    Ok(Some((persist, database, writer)))
 }
 
 /// The store's settings from the validated configuration.

@@ -1,15 +1,18 @@
 //! Encoding cost of one tick: what the sampler pays once per sample so that handlers only
 //! clone bytes.
 //!
-//! - `published_new/N`: `Published::new`, which encodes both the `/metrics` and the `/gpu`
-//!   bodies, for a snapshot with N GPUs (0, 1, 8).
-//! - `encode_sample_json/N`: the `/metrics` body alone.
+//! - `bodies_of/N`: `Bodies::of`, which encodes both the `/metrics` and the `/gpu` bodies,
+//!   for a snapshot with N GPUs (0, 1, 8).
+//! - `encoder_next_tick/N`: what the engine's `Encoder` does on a tick whose GPU readings
+//!   are those of the tick before: the `/metrics` body, and the `/gpu` one reused.
 //!
 //! The snapshot is built by hand with realistic values (a 2-core VM with a 500 GB disk,
 //! NVML-like devices), so the figures do not depend on this machine's sensors.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
+
+use sampler::Encode;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use probes::{DiskUsage, MemoryUsage, Sample, Unavailable};
@@ -45,7 +48,7 @@ fn gpu_sample(devices: u32) -> gpu::GpuSample {
     }
 }
 
-fn snapshot(devices: u32) -> api::Snapshot {
+fn snapshot(devices: u32) -> sampler::Snapshot {
     let now = SystemTime::now();
     let sample = Sample {
         taken_at: now,
@@ -64,21 +67,22 @@ fn snapshot(devices: u32) -> api::Snapshot {
             "no CPU temperature sensor under /sys/class/hwmon or /sys/class/thermal",
         )),
     };
-    let names = ["cpu", "memory", "disk", "thermal", "gpu"];
-    let probes = names
-        .into_iter()
-        .map(|name| api::ProbeState {
-            name,
-            last_duration: Duration::from_micros(40),
-            error: None,
-            last_ok: Some(now),
-        })
-        .collect();
-    api::Snapshot {
+    let family = sampler::FamilyState {
+        took: Duration::from_micros(40),
+        error: None,
+        last_ok: Some(now),
+    };
+    sampler::Snapshot {
         seq: 1234,
         sample,
         gpu: gpu_sample(devices),
-        probes,
+        families: sampler::Families {
+            cpu: family.clone(),
+            memory: family.clone(),
+            disk: family.clone(),
+            thermal: family.clone(),
+            gpu: family,
+        },
     }
 }
 
@@ -86,22 +90,27 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     for devices in [0u32, 1, 8] {
         let snap = snapshot(devices);
+        group.bench_with_input(BenchmarkId::new("bodies_of", devices), &snap, |b, snap| {
+            b.iter(|| black_box(api::Bodies::of(black_box(snap))))
+        });
+        let previous = sampler::Published {
+            snapshot: snap.clone(),
+            taken: Instant::now(),
+            due: None,
+            last_success: None,
+            bodies: api::Bodies::of(&snap),
+        };
         group.bench_with_input(
-            BenchmarkId::new("published_new", devices),
+            BenchmarkId::new("encoder_next_tick", devices),
             &snap,
             |b, snap| {
-                // The clone is setup, not measured: the sampler moves its snapshot in.
+                let mut encoder = api::Encoder;
                 b.iter_batched(
                     || snap.clone(),
-                    |s| black_box(api::Published::new(s, Instant::now(), None)),
+                    |s| black_box(encoder.encode(&s, Some(&previous))),
                     BatchSize::SmallInput,
                 );
             },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("encode_sample_json", devices),
-            &snap,
-            |b, snap| b.iter(|| black_box(api::encode_sample_json(black_box(snap)))),
         );
     }
     group.finish();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sampler::{WriterState, WriterStatus};
 use serde::Serialize;
 
 use crate::AppState;
@@ -12,38 +13,6 @@ use crate::wire::{Headline, disk_percent, rfc3339, to_bytes};
 
 /// How many live intervals may pass without a successful sample before `/health` is 503.
 const STALE_INTERVALS: u32 = 3;
-
-/// Where persistence stands (SPEC §3 `database`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DatabaseState {
-    /// Persistence is switched off (`POSTGRES_HOST` empty, or not built yet).
-    #[default]
-    Disabled,
-    Connected,
-    Unreachable,
-}
-
-impl DatabaseState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Disabled => "disabled",
-            Self::Connected => "connected",
-            Self::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// The store's view, published by its writer for `/health`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DatabaseStatus {
-    pub state: DatabaseState,
-    /// Rows waiting in the queue to be written.
-    pub pending_rows: u64,
-    /// Windows dropped because the queue was full (oldest first).
-    pub dropped_windows: u64,
-    /// The last error talking to the database (never containing the password).
-    pub last_error: Option<String>,
-}
 
 #[derive(Serialize)]
 struct HealthWire<'a> {
@@ -94,6 +63,35 @@ struct GpuHealthWire<'a> {
     reason: Option<&'a str>,
 }
 
+/// SPEC §3's database states: `disabled` without persistence, `connected`, or
+/// `unreachable` (connecting, failing, or a writer that has stopped), with why.
+fn database_wire(status: Option<&WriterStatus>) -> DatabaseWire<'_> {
+    let Some(s) = status else {
+        return DatabaseWire {
+            state: "disabled",
+            pending_rows: 0,
+            dropped_windows: 0,
+            error: None,
+        };
+    };
+    let (state, error) = match s.state {
+        WriterState::Connected => ("connected", s.last_error.as_deref()),
+        WriterState::Connecting => (
+            "unreachable",
+            Some(s.last_error.as_deref().unwrap_or("connecting")),
+        ),
+        WriterState::Unreachable | WriterState::Stopped => {
+            ("unreachable", s.last_error.as_deref())
+        }
+    };
+    DatabaseWire {
+        state,
+        pending_rows: s.pending_rows,
+        dropped_windows: s.dropped_windows,
+        error,
+    }
+}
+
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
@@ -102,7 +100,7 @@ fn secs(d: Duration) -> f64 {
 /// has succeeded for three live intervals (or none yet).
 pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
     let latest = state.latest.borrow().clone();
-    let database = state.database.borrow().clone();
+    let database = state.database.as_ref().map(|d| d.now());
     let mut problems = Vec::new();
 
     let stale_after = state.live_interval * STALE_INTERVALS;
@@ -136,22 +134,22 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
             headline: Headline::of(&p.snapshot),
             disk_percent: disk_percent(&p.snapshot),
         };
-        for probe in &p.snapshot.probes {
-            let (state_name, error) = match &probe.error {
+        for (name, family) in p.snapshot.families.named() {
+            let (state_name, error) = match &family.error {
                 None => ("ok", None),
                 Some(e) if e.is_absent() => ("absent", Some(e.reason())),
                 Some(e) => {
-                    problems.push(format!("{}: {}", probe.name, e.reason()));
+                    problems.push(format!("{name}: {}", e.reason()));
                     ("error", Some(e.reason()))
                 }
             };
             probes.insert(
-                probe.name,
+                name,
                 ProbeWire {
                     state: state_name,
-                    last_duration_ms: (probe.last_duration.as_secs_f64() * 1e6).round() / 1e3,
+                    last_duration_ms: (family.took.as_secs_f64() * 1e6).round() / 1e3,
                     error,
-                    last_ok: probe.last_ok.map(rfc3339),
+                    last_ok: family.last_ok.map(rfc3339),
                 },
             );
         }
@@ -160,14 +158,11 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
         gpu_available = g.available();
         gpu_reason = g.reason.as_deref();
     }
-    if database.state == DatabaseState::Unreachable {
+    let database = database_wire(database.as_ref());
+    if database.state == "unreachable" {
         problems.push(format!(
             "database unreachable{}",
-            database
-                .last_error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            database.error.map(|e| format!(": {e}")).unwrap_or_default()
         ));
     }
 
@@ -189,12 +184,7 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
         version: env!("CARGO_PKG_VERSION"),
         metrics: summary,
         probes,
-        database: DatabaseWire {
-            state: database.state.as_str(),
-            pending_rows: database.pending_rows,
-            dropped_windows: database.dropped_windows,
-            error: database.last_error.as_deref(),
-        },
+        database,
         gpu: GpuHealthWire {
             backend: gpu_backend,
             available: gpu_available,

@@ -52,12 +52,8 @@ pub(crate) fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body>
         response.headers_mut().insert(ALLOW, GET_HEAD);
         return response;
     }
-    if let Some(query) = request.uri().query().filter(|q| !q.is_empty()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("{path} takes no query parameters, got {query:?}"),
-        );
-    }
+    // None of these paths has a parameter, and unknown ones are ignored (SPEC §3): a
+    // dashboard's cache buster (`?_=1733050000`) must not break them.
 
     if path == "/health" {
         let (serving, body) = health(state, Instant::now());
@@ -75,9 +71,9 @@ pub(crate) fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body>
         );
     };
     let body = if path == "/metrics" {
-        latest.metrics_body.clone()
+        latest.bodies.metrics().clone()
     } else {
-        latest.gpu_body.clone()
+        latest.bodies.gpu().clone()
     };
     respond(StatusCode::OK, body)
 }

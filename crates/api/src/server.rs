@@ -2,15 +2,19 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::AppState;
 use crate::routes::handle;
@@ -24,6 +28,10 @@ pub struct Limits {
     /// the end of its previous response; otherwise its connection is closed (slowloris,
     /// idle keep-alive hoarding).
     pub header_read_timeout: Duration,
+    /// A connection whose response (or stream) has not moved a byte towards the client for
+    /// this long is closed: a client that pipelines requests and never reads, or stops
+    /// reading a stream, gives its place back (SPEC §3: 30 s).
+    pub write_stall_timeout: Duration,
     /// Request line plus headers, in bytes; more is answered 431. hyper's default cap of
     /// 100 headers also applies (more is 431).
     pub max_header_bytes: usize,
@@ -36,6 +44,7 @@ impl Default for Limits {
         Self {
             max_connections: 8192,
             header_read_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(3),
         }
@@ -110,7 +119,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service = service_fn(move |request| handle(state.clone(), request));
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(WriteProgress::new(stream, limits.write_stall_timeout));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 // Timeouts, resets and malformed requests: the client's problem, not ours.
@@ -125,6 +135,120 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::debug!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the shutdown grace period; closing them");
+        }
+    }
+}
+
+/// File descriptors kept back from connections for probes, logs and the database.
+const RESERVED_FDS: u64 = 64;
+
+/// How many connections this process can afford: raises the soft open-files limit to the
+/// hard one (as Go's runtime does; each client is a descriptor), then keeps a reserve for
+/// everything else, within 16..=8192.
+pub fn connection_budget() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    let mut in_force = soft;
+    if let Some(hard) = limit.maximum.or(Some(soft)).filter(|h| *h > soft) {
+        limit.current = Some(hard);
+        if setrlimit(Resource::Nofile, limit).is_ok() {
+            in_force = hard;
+        }
+    }
+    usize::try_from(in_force.saturating_sub(RESERVED_FDS).clamp(16, 8192)).unwrap_or(8192)
+}
+
+/// A connection's socket with a rule on writing: once a write cannot go through (the
+/// client's window and our send buffer are full), the client has `limit` to take a byte
+/// before the write fails, which makes hyper close the connection. A write that moves
+/// any bytes starts the count again. Nothing is allocated unless a write has to wait.
+struct WriteProgress<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteProgress<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// What a write that made progress answers: the count starts again.
+    fn moved<T>(&mut self, result: io::Result<T>) -> Poll<io::Result<T>> {
+        self.stalled = None;
+        Poll::Ready(result)
+    }
+
+    /// A write that has to wait: pending until `limit` has passed since it first had to.
+    fn wait<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client took nothing for {:.0} s; closing",
+                limit.as_secs_f64()
+            ),
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteProgress<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteProgress<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(result) => self.moved(result),
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(result) => self.moved(result),
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(result) => self.moved(result),
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Ready(result) => self.moved(result),
+            Poll::Pending => self.wait(cx),
         }
     }
 }

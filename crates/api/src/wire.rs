@@ -7,17 +7,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::Snapshot;
+use sampler::Snapshot;
 
 /// RFC 3339 in UTC with a `Z` and milliseconds (`2024-01-15T10:30:00.250Z`): sub-second
 /// live intervals need the fraction to keep timestamps distinct.
 pub fn rfc3339(t: SystemTime) -> String {
     use std::fmt::Write;
     let t = OffsetDateTime::from(t);
-    if !(0..=9999).contains(&t.year()) {
-        // Unreachable from a clock this side of the year 10000; the seed's epoch then.
-        return String::from("1970-01-01T00:00:00.000Z");
-    }
     // Written out by hand: this runs once per sample on a cold cache, where a generic
     // format description costs several times as much.
     let mut out = String::with_capacity(24);
@@ -161,11 +157,6 @@ pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
         },
         timestamp: rfc3339(s.sample.taken_at),
     })
-}
-
-/// The `/metrics` body of a snapshot (also what `metrics-collector sample` prints).
-pub fn encode_sample_json(s: &Snapshot) -> Bytes {
-    encode_metrics(s)
 }
 
 pub(crate) fn encode_gpu(g: &gpu::GpuSample) -> Bytes {

@@ -1,5 +1,7 @@
-//! What the self-healing agent does with this crate: sample the host, compare each reading
-//! with a threshold, and report what is over (or unknown).
+//! The probes alone: sample the host once, compare each reading with a threshold, and
+//! report what is over (or unknown). Without deadlines: a hung mount hangs this program.
+//! The self-healing agent samples through the engine instead, every read under a deadline
+//! (`cargo run -p sampler --example agent`).
 //!
 //! ```text
 //! cargo run -p probes --example thresholds -- [cpu%] [ram%] [disk%] [°C]

@@ -1,7 +1,9 @@
 //! All host probes together, read one after the other: the simple way to take a
-//! [`Sample`](crate::Sample) for a program that needs no deadlines (the self-healing agent,
-//! `metrics-collector sample`). The service runs the probes separately, each with its own
-//! deadline.
+//! [`Sample`](crate::Sample) for a one-off script. There is no deadline here: a read that
+//! hangs (statvfs on a dead network mount) hangs the caller. A program that must keep
+//! going, the self-healing agent among them, hands these probes to the `sampler` crate's
+//! `Engine`, which reads each family on its own thread under a deadline
+//! (`crates/sampler/examples/agent.rs`).
 
 use std::path::Path;
 use std::time::SystemTime;

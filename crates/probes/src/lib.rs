@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub mod cpu;
 pub mod disk;
@@ -24,7 +24,7 @@ pub mod memory;
 mod procfile;
 pub mod thermal;
 
-pub use cpu::{Cpu, CpuTimes};
+pub use cpu::{Cpu, CpuTimes, NoPercent};
 pub use disk::{Disk, DiskUsage};
 pub use error::Error;
 pub use host::HostProbes;
@@ -148,14 +148,6 @@ pub struct Sample {
     pub disk: Reading<DiskUsage>,
     /// Hottest CPU package sensor, °C.
     pub cpu_celsius: Reading<f64>,
-}
-
-/// How long one probe read took and what it gave, for `/health`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeRun {
-    pub name: &'static str,
-    pub duration: Duration,
-    pub error: Option<Unavailable>,
 }
 
 /// A percentage with one decimal, the way the seed service printed them.

@@ -11,15 +11,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::NoTls;
 
-fn windows(n: u64) -> Vec<store::Window> {
+fn windows(n: u64) -> Vec<sampler::Window> {
     (0..n)
-        .map(|i| store::Window {
+        .map(|i| sampler::Window {
             at: UNIX_EPOCH + Duration::from_secs(1_760_000_000 + i * 30),
             cpu: Some((i % 100) as f64),
             ram: Some(50.0),
             gpu: Some(10.0),
             temperature: Some(45.0),
-            disk: Some(store::DiskRow {
+            disk: Some(sampler::DiskRow {
                 used_bytes: 1 << 30,
                 free_bytes: 1 << 31,
                 percent: 33.3,
@@ -57,10 +57,10 @@ async fn database(cluster: &devpg::Cluster, name: &str) -> (store::Config, tokio
     (config, client)
 }
 
-async fn batched(config: store::Config, backlog: &[store::Window]) -> Duration {
+async fn batched(config: store::Config, backlog: &[sampler::Window]) -> Duration {
     let (handle, mut status, task) = store::spawn(config).unwrap();
     // Let the writer connect and migrate first: we time the flush, not the start-up.
-    while status.borrow().state != store::WriterState::Connected {
+    while status.borrow().state != sampler::WriterState::Connected {
         status.changed().await.unwrap();
     }
     let started = Instant::now();
@@ -80,7 +80,7 @@ async fn batched(config: store::Config, backlog: &[store::Window]) -> Duration {
     took
 }
 
-async fn row_by_row(client: &tokio_postgres::Client, backlog: &[store::Window]) -> Duration {
+async fn row_by_row(client: &tokio_postgres::Client, backlog: &[sampler::Window]) -> Duration {
     let started = Instant::now();
     let value =
         |t: &str| format!("INSERT INTO {t} (host, timestamp, value) VALUES ('bench', $1, $2)");

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{Client, NoTls};
 
-use crate::{Config, Error, Window};
+use sampler::Window;
+
+use crate::{Config, Error};
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
@@ -166,7 +168,9 @@ SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM r) + (SELECT count(*) FR
      + (SELECT count(*) FROM t) + (SELECT count(*) FROM d)";
 
 /// Deletes this host's rows older than `cutoff` from every table, a small batch per
-/// statement so no lock is held for long. Returns the rows deleted.
+/// statement so no lock is held for long. Rows with an empty `host` (written by the
+/// original service before this one took its tables over) age out the same way. Returns
+/// the rows deleted.
 pub(crate) async fn delete_older_than(
     client: &ClientWrapper,
     host: &str,
@@ -176,7 +180,7 @@ pub(crate) async fn delete_older_than(
     for table in TABLES {
         let sql = format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM {table} WHERE host = $1 AND timestamp < $2 LIMIT $3))"
+                SELECT ctid FROM {table} WHERE host IN ($1, '') AND timestamp < $2 LIMIT $3))"
         );
         let statement = client.prepare_cached(&sql).await?;
         loop {

@@ -2,17 +2,17 @@
 //! queued in memory while the database is away, written in order and once each, old rows
 //! deleted in small batches.
 //!
-//! Owns: [`WindowBuilder`] (samples → one [`Window`]), [`Queue`] (bounded, drop-oldest with
-//! a counter), the writer task ([`spawn`]) with its connection pool, migrations (embedded
-//! from `migrations/`, under an advisory lock) and retention, and the [`Status`] it
-//! publishes.
+//! Owns: [`Queue`] (bounded, drop-oldest with a counter), the writer task ([`spawn`]) with
+//! its connection pool, migrations (embedded from `migrations/`, under an advisory lock,
+//! including taking over the original service's tables) and retention, and the
+//! [`sampler::WriterStatus`] it publishes.
 //!
-//! Does not own: sampling, HTTP or configuration parsing. It never blocks the sampler: the
-//! sampler hands closed windows over with `try_send`.
+//! Does not own: sampling, the windows themselves (the engine closes [`sampler::Window`]s),
+//! HTTP or configuration parsing. It never blocks the engine: the engine offers closed
+//! windows to the writer's [`Handle`] (a [`sampler::WindowSink`]) without waiting.
 
 mod db;
 mod queue;
-mod window;
 mod writer;
 
 use std::fmt;
@@ -20,8 +20,7 @@ use std::time::Duration;
 
 pub use db::{TABLES, migrate, migrate_database};
 pub use queue::Queue;
-pub use window::{DiskRow, Window, WindowBuilder};
-pub use writer::{Handle, Status, WriterState, spawn};
+pub use writer::{Handle, spawn};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

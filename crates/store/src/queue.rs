@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::Window;
+use sampler::Window;
 
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,16 @@
 //! The writer task: owns the queue and the pool, writes in large ordered batches, backs off
-//! with jitter while the database is away, runs retention, and publishes its [`Status`].
+//! with jitter while the database is away, runs retention, and publishes its
+//! [`WriterStatus`].
 
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
+use sampler::{Window, WriterState, WriterStatus};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::{Config, Error, Queue, Window, db};
+use crate::{Config, Error, Queue, db};
 
 /// Windows per INSERT statement: a 7-day backlog (20,160 windows) is five round trips.
 const BATCH: usize = 5_000;
@@ -16,50 +18,35 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Where the writer stands with the database.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WriterState {
-    /// No attempt has finished yet.
-    #[default]
-    Connecting,
-    Connected,
-    Unreachable,
-}
-
-/// What the writer publishes after every attempt, for `/health`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Status {
-    pub state: WriterState,
-    pub pending_windows: u64,
-    pub pending_rows: u64,
-    /// Windows lost: dropped from a full queue, or not handed over by the sampler.
-    pub dropped_windows: u64,
-    pub written_windows: u64,
-    /// The last failure, one line, never containing the password.
-    pub last_error: Option<String>,
-}
-
-/// The sampler's side: hands closed windows over without ever waiting.
+/// The engine's side: hands closed windows over without ever waiting.
 #[derive(Clone, Debug)]
 pub struct Handle {
     tx: mpsc::Sender<Window>,
 }
 
 impl Handle {
-    /// Queues a closed window; `false` if the writer could not take it (it is counted as
-    /// dropped by the caller).
+    /// Queues a closed window; `false` if the writer could not take it (its inbox is full,
+    /// or it has ended).
     pub fn send(&self, window: Window) -> bool {
         self.tx.try_send(window).is_ok()
     }
 }
 
+impl sampler::WindowSink for Handle {
+    fn offer(&self, window: Window) -> Result<(), Window> {
+        self.tx.try_send(window).map_err(|e| e.into_inner())
+    }
+}
+
 /// Starts the writer. It runs until every [`Handle`] is dropped, then flushes what is
 /// queued (bounded by `config.flush_deadline`) and ends.
-pub fn spawn(config: Config) -> Result<(Handle, watch::Receiver<Status>, JoinHandle<()>), Error> {
+pub fn spawn(
+    config: Config,
+) -> Result<(Handle, watch::Receiver<WriterStatus>, JoinHandle<()>), Error> {
     let pool = db::pool(&config)?;
     // Room for bursts; the writer drains it into its own bounded queue at once.
     let (tx, rx) = mpsc::channel(256);
-    let (status_tx, status_rx) = watch::channel(Status::default());
+    let (status_tx, status_rx) = watch::channel(WriterStatus::default());
     let task = tokio::spawn(Writer::new(config, pool, status_tx).run(rx));
     Ok((Handle { tx }, status_rx, task))
 }
@@ -71,7 +58,7 @@ struct Writer {
     /// verification query runs only when a connection is taken anew); dropped on error.
     client: Option<deadpool_postgres::Object>,
     queue: Queue,
-    status: watch::Sender<Status>,
+    status: watch::Sender<WriterStatus>,
     migrated: bool,
     next_retention: Instant,
     backoff: Backoff,
@@ -79,11 +66,13 @@ struct Writer {
     state: WriterState,
     last_error: Option<String>,
     written: u64,
+    /// Rows a batch found already written (the retry of a batch whose reply was lost).
+    duplicates: u64,
     lost_outage: bool,
 }
 
 impl Writer {
-    fn new(config: Config, pool: Pool, status: watch::Sender<Status>) -> Self {
+    fn new(config: Config, pool: Pool, status: watch::Sender<WriterStatus>) -> Self {
         let now = Instant::now();
         Self {
             queue: Queue::new(config.queue_capacity()),
@@ -98,6 +87,7 @@ impl Writer {
             state: WriterState::Connecting,
             last_error: None,
             written: 0,
+            duplicates: 0,
             lost_outage: false,
         }
     }
@@ -150,7 +140,12 @@ impl Writer {
                 self.next_attempt = Instant::now();
             }
             Err(e) => {
-                let summary = e.summary();
+                // A server's message may quote what it was given; the password is never
+                // shown, whatever it was given.
+                let summary = match self.config.password.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => e.summary().replace(p, "***"),
+                    None => e.summary(),
+                };
                 if !self.lost_outage {
                     if e.is_server_restart() {
                         tracing::info!(error = %summary, "database restarting; windows wait in memory");
@@ -190,7 +185,18 @@ impl Writer {
         }
         while !self.queue.is_empty() {
             let n = self.queue.len().min(BATCH);
-            db::insert(&client, &self.config.metrics_host, self.queue.front(n)).await?;
+            let rows: u64 = self.queue.front(n).map(Window::rows).sum();
+            let inserted =
+                db::insert(&client, &self.config.metrics_host, self.queue.front(n)).await?;
+            if inserted < rows {
+                // The unique key kept these once: an earlier attempt wrote them and its
+                // reply was lost.
+                tracing::info!(
+                    rows = rows - inserted,
+                    "rows already written by an attempt whose reply was lost; kept once"
+                );
+                self.duplicates += rows - inserted;
+            }
             self.queue.remove_front(n);
             self.written += n as u64;
             self.publish();
@@ -228,12 +234,13 @@ impl Writer {
     }
 
     fn publish(&self) {
-        self.status.send_replace(Status {
+        self.status.send_replace(WriterStatus {
             state: self.state,
             pending_windows: self.queue.len() as u64,
             pending_rows: self.queue.rows(),
             dropped_windows: self.queue.dropped(),
             written_windows: self.written,
+            duplicate_rows: self.duplicates,
             last_error: self.last_error.clone(),
         });
     }

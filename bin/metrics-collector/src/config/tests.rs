@@ -164,3 +164,103 @@ fn process_environment_wins_over_dotenv() {
     assert!(err.contains(".env"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_malformed_dotenv_line_is_named_never_shown() {
+    let dir = testkit::TempDir::new("dotenv-secret");
+    let path = dir.0.join(".env");
+    std::fs::write(
+        &path,
+        "# the database\nPOSTGRES_HOST=db\nPOSTGRES_PASSWORD=two words\nMETRICS_HOST=x\n",
+    )
+    .unwrap();
+    let err = load(&path, []).unwrap_err().to_string();
+    assert!(!err.contains("two") && !err.contains("words"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("POSTGRES_PASSWORD"),
+        "names where and what: {err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn a_bad_value_holding_the_password_shows_stars_instead() {
+    let line = error_line(&[
+        ("POSTGRES_PASSWORD", "hunter2"),
+        ("METRICS_LISTEN", "hunter2:9100"),
+    ]);
+    assert!(line.starts_with("METRICS_LISTEN=\"***:9100\": expected"), "{line}");
+}
+
+proptest::proptest! {
+    /// Whatever `.env` and the environment hold, no error text contains the password (set
+    /// in the environment, or on a line of `.env` among the others).
+    #[test]
+    fn no_error_ever_contains_the_password(
+        password in "[a-z]{3}[0-9]{3}[a-z0-9]{0,6}( [0-9]{3}[a-z]{3})?",
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                // No quotes in the random lines: an unterminated one would swallow the
+                // lines after it (the password's among them) into another variable.
+                "[A-Z_]{1,20}=[ !#-&(-~]{0,30}",
+                "[ !#-&(-~]{0,40}",
+                // Unparsable when the password holds a space.
+                proptest::strategy::Just("POSTGRES_PASSWORD=PW".to_owned()),
+                proptest::strategy::Just("METRICS_INTERVAL_LIVE=PW".to_owned()),
+                proptest::strategy::Just("export METRICS_LISTEN=PW:1".to_owned()),
+            ],
+            0..8,
+        ),
+        env_value in proptest::prop_oneof![
+            proptest::strategy::Just("PW".to_owned()),
+            "[ -~]{0,12}PW[ -~]{0,12}",
+            "[0-9.]{0,5}",
+        ],
+        env_key in proptest::sample::select(&[
+            "METRICS_INTERVAL_LIVE", "METRICS_INTERVAL_PERSIST", "METRICS_LISTEN",
+            "METRICS_DISK_PATH", "METRICS_GPU_BACKEND", "METRICS_HOST", "POSTGRES_PORT",
+            "METRICS_RETENTION_DAYS", "METRICS_PROCFS",
+        ][..]),
+        password_line in proptest::option::of(0usize..8),
+    ) {
+        let dir = testkit::TempDir::new("dotenv-prop");
+        let path = dir.0.join(".env");
+        let mut text: Vec<String> = lines.iter().map(|l| l.replace("PW", &password)).collect();
+        let mut env = vec![(env_key.to_owned(), env_value.replace("PW", &password))];
+        match password_line {
+            Some(at) => {
+                let at = at.min(text.len());
+                text.insert(at, format!("POSTGRES_PASSWORD='{password}'"));
+            }
+            None => env.push(("POSTGRES_PASSWORD".to_owned(), password.clone())),
+        }
+        std::fs::write(&path, text.join("\n")).unwrap();
+        if let Err(e) = load(&path, env) {
+            let shown = e.to_string();
+            for part in password.split(' ') {
+                proptest::prop_assert!(!shown.contains(part), "{shown:?} shows {part:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_host_name_comes_from_the_hosts_root_in_a_container() {
+    let root = testkit::TempDir::new("rootfs");
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    std::fs::write(root.0.join("etc/hostname"), "# set by the installer\n\nedge-07\n").unwrap();
+    let c = config(&[("METRICS_ROOTFS", root.0.to_str().unwrap())]).unwrap();
+    assert_eq!(c.host, "edge-07");
+    let c = config(&[
+        ("METRICS_ROOTFS", root.0.to_str().unwrap()),
+        ("METRICS_HOST", "named-by-hand"),
+    ])
+    .unwrap();
+    assert_eq!(c.host, "named-by-hand", "METRICS_HOST wins");
+    // On the host itself the kernel's name; a root without the file falls back to it.
+    let kernel = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    assert_eq!(config(&[]).unwrap().host, kernel);
+    let bare = testkit::TempDir::new("rootfs-bare");
+    let c = config(&[("METRICS_ROOTFS", bare.0.to_str().unwrap())]).unwrap();
+    assert_eq!(c.host, kernel);
+}

@@ -132,7 +132,6 @@ fn client_mistakes_get_json_4xx_errors() {
         ("POST /metrics HTTP/1.1", 405, Some("GET, HEAD")),
         ("DELETE /health HTTP/1.1", 405, Some("GET, HEAD")),
         ("PUT /gpu HTTP/1.1", 405, Some("GET, HEAD")),
-        ("GET /metrics?format=xml HTTP/1.1", 400, None),
     ];
     for (line, status, allow) in cases {
         let r = request(
@@ -147,6 +146,20 @@ fn client_mistakes_get_json_4xx_errors() {
             r.text()
         );
     }
+}
+
+#[test]
+fn a_dashboards_cache_buster_is_ignored_on_every_path() {
+    let svc = Service::start(&[]).ready();
+    for path in ["/metrics", "/health", "/gpu"] {
+        for query in ["?_=1733050000", "?format=xml&_=1", "?"] {
+            let r = get(svc.addr, &format!("{path}{query}"));
+            assert_eq!(r.status, 200, "{path}{query}: {}", r.text());
+            assert_eq!(r.header("content-type"), Some("application/json"));
+        }
+    }
+    let m = get(svc.addr, "/metrics?_=1733050000").json();
+    assert!(m["cpu"].is_f64() && m["disk"]["total"].is_u64(), "{m}");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::harness::{Service, TempDir, command, parse_response, wait_for};
+use crate::harness::{Service, TempDir, command, wait_for};
+use testkit::parse_response;
 
 #[test]
 fn sample_prints_one_snapshot_and_exits_0() {

@@ -1,52 +1,26 @@
-//! Starting the real binary and talking HTTP/1.1 to it with plain sockets.
+//! Starting the real binary; HTTP/1.1 to it with plain sockets comes from `testkit`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub(crate) use testkit::{TempDir, get, request, wait_for};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_metrics-collector");
-
-/// Polls `f` until it returns `Some`, failing the test with `what` after `timeout`.
-pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A scratch directory, removed on drop.
-pub(crate) struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("mc-it-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The binary with a clean environment (no .env of the repository, no database) run in
 /// its own scratch directory.
 pub(crate) fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
+    command_of(BIN, dir, env)
+}
+
+/// `program` (the binary, or something that `exec`s it) with the binary's clean
+/// environment, in `dir`.
+pub(crate) fn command_of(program: &str, dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(program);
     c.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
@@ -78,7 +52,28 @@ impl Service {
     }
 
     pub(crate) fn start_in(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = command(dir, env)
+        Self::spawn(command(dir, env))
+    }
+
+    /// Starts `command` (the binary, or something that `exec`s it) and waits until the
+    /// service says where it listens.
+    pub(crate) fn spawn(command: Command) -> Self {
+        let (mut service, line) = Self::spawn_until(command, " listen=");
+        let addr = line
+            .split_once(" listen=")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(a) => service.addr = a,
+            None => panic!("no address in {line:?}"),
+        }
+        service
+    }
+
+    /// Starts `command` and waits for a line of its log containing `needle`; returns the
+    /// service (its address unknown yet) and that line.
+    pub(crate) fn spawn_until(mut command: Command, needle: &str) -> (Self, String) {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -87,23 +82,19 @@ impl Service {
         let (tx, rx) = std::sync::mpsc::channel();
         let pipe = child.stderr.take().unwrap();
         let log = stderr.clone();
+        let needle = needle.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split_once(" listen=").map(|(_, r)| r) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(addr);
+                if line.contains(&needle) {
+                    let _ = tx.send(line.clone());
                 }
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a.parse().unwrap(),
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -112,12 +103,13 @@ impl Service {
                 );
             }
         };
-        Self {
+        let service = Self {
             child,
-            addr,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             stderr,
             _dir: None,
-        }
+        };
+        (service, line)
     }
 
     /// Waits until `/metrics` answers 200 (the first sample is published).
@@ -130,6 +122,46 @@ impl Service {
 
     pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Whether the process is still running (not exited, and not a zombie waiting to be
+    /// reaped: `try_wait` reaps it and says so).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Its threads, as the kernel lists them.
+    pub(crate) fn threads(&self) -> Vec<Thread> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let mut threads: Vec<Thread> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+                let status = std::fs::read_to_string(path.join("status")).ok()?;
+                let switches = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some(Thread {
+                    tid: e.file_name().to_string_lossy().parse().ok()?,
+                    name: comm.trim().to_owned(),
+                    wakeups: switches,
+                })
+            })
+            .collect();
+        threads.sort_by_key(|t| t.tid);
+        threads
+    }
+
+    /// Open file descriptors.
+    pub(crate) fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
     }
 
     pub(crate) fn signal(&self, signal: rustix::process::Signal) {
@@ -162,78 +194,11 @@ impl Drop for Service {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-pub(crate) fn get(addr: SocketAddr, path: &str) -> Response {
-    request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
-    )
-}
-
-/// Sends raw request bytes on a fresh connection and reads the whole answer (the request
-/// must ask to close the connection).
-pub(crate) fn request(addr: SocketAddr, raw: &str) -> Response {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    parse_response(&bytes)
-}
-
-pub(crate) fn parse_response(bytes: &[u8]) -> Response {
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no complete response head in {:?}",
-                String::from_utf8_lossy(bytes)
-            )
-        });
-    let head = std::str::from_utf8(&bytes[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: bytes[split + 4..].to_vec(),
-    }
+/// One thread of the service: its name and how often it has gone to sleep voluntarily
+/// (each wake-up from a wait is one such switch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Thread {
+    pub(crate) tid: u32,
+    pub(crate) name: String,
+    pub(crate) wakeups: u64,
 }

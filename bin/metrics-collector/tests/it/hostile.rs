@@ -51,7 +51,7 @@ fn a_slow_header_is_cut_off_and_does_not_block_others() {
 #[test]
 fn idle_connections_and_half_sent_requests_leave_metrics_answering_within_a_second() {
     allow_fds(4000);
-    let svc = Service::start(&[]).ready();
+    let mut svc = Service::start(&[]).ready();
     let mut held = Vec::with_capacity(3300);
     for _ in 0..3000 {
         held.push(TcpStream::connect(svc.addr).unwrap());
@@ -70,18 +70,9 @@ fn idle_connections_and_half_sent_requests_leave_metrics_answering_within_a_seco
         took < Duration::from_secs(1),
         "/metrics took {took:?} beside 3,300 idle connections"
     );
-    assert!(svc.child.try_wait_is_running(), "still running");
+    assert!(svc.is_running(), "still running");
     drop(held);
-}
-
-trait Running {
-    fn try_wait_is_running(&self) -> bool;
-}
-
-impl Running for std::process::Child {
-    fn try_wait_is_running(&self) -> bool {
-        std::path::Path::new(&format!("/proc/{}", self.id())).exists()
-    }
+    assert_eq!(get(svc.addr, "/metrics").status, 200, "and still answering");
 }
 
 #[test]
@@ -104,18 +95,12 @@ fn oversized_heads_get_431_never_a_5xx() {
     assert_eq!(get(svc.addr, "/metrics").status, 200, "and it still serves");
 }
 
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[test]
 fn running_out_of_file_descriptors_backs_off_and_recovers() {
-    let svc = Service::start(&[("METRICS_INTERVAL_LIVE", "0.5")]).ready();
+    let mut svc = Service::start(&[("METRICS_INTERVAL_LIVE", "0.5")]).ready();
     let pid = svc.pid();
     // Leave the service only a few spare descriptors, then connect far more clients.
-    let limit = open_fds(pid) + 4;
+    let limit = svc.open_fds() + 4;
     let status = std::process::Command::new("prlimit")
         .args([
             "--pid",
@@ -137,10 +122,7 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
                 .then_some(())
         },
     );
-    assert!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the service must not exit"
-    );
+    assert!(svc.is_running(), "the service must not exit");
     drop(clients);
     // Once clients leave, descriptors free up and it serves again.
     wait_for(Duration::from_secs(15), "/metrics to answer again", || {
@@ -152,4 +134,64 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
         s.read_to_end(&mut bytes).ok()?;
         bytes.starts_with(b"HTTP/1.1 200").then_some(())
     });
+}
+
+/// Whether the service's end of the connection from `client` is still open, as `ss` would
+/// show it: its row in the kernel's TCP table (loopback, IPv4).
+fn service_end_open(service: std::net::SocketAddr, client: std::net::SocketAddr) -> bool {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => {
+            format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port())
+        }
+        std::net::SocketAddr::V6(_) => panic!("an IPv4 loopback test"),
+    };
+    let (local, remote) = (hex(service), hex(client));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|row| {
+            let mut cols = row.split_whitespace().skip(1);
+            cols.next() == Some(local.as_str()) && cols.next() == Some(remote.as_str())
+        })
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_gives_its_connection_back_after_30_s() {
+    let svc = Service::start(&[]).ready();
+    let stream = TcpStream::connect(svc.addr).unwrap();
+    let client = stream.local_addr().unwrap();
+    assert!(service_end_open(svc.addr, client));
+    let started = Instant::now();
+    // Requests without end, never reading an answer: the service's answers back up until
+    // it cannot write, and it stops reading.
+    let mut writer = stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        let chunk = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+        loop {
+            if let Err(e) = writer.write_all(chunk.as_bytes()) {
+                return e;
+            }
+        }
+    });
+    // Others are served meanwhile.
+    assert_eq!(get(svc.addr, "/metrics").status, 200);
+    // 30 s after its last byte went out, the service closes its end.
+    wait_for(Duration::from_secs(60), "the stalled connection to close", || {
+        (!service_end_open(svc.addr, client)).then_some(())
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29),
+        "closed after {waited:?}, before 30 s"
+    );
+    let error = writing.join().unwrap();
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{error}"
+    );
+    assert_eq!(get(svc.addr, "/metrics").status, 200);
 }

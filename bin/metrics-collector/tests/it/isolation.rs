@@ -1,85 +1,22 @@
 //! A disk that hangs for real: a FUSE mount (bindfs) whose daemon is stopped, so statvfs on
 //! it blocks, as on a dead network mount.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use testkit::FuseMount;
 
-use crate::harness::{Service, TempDir, get, wait_for};
-
-/// A bindfs mount; on drop its daemon is resumed and the mount removed, whatever happened.
-struct FuseMount {
-    dir: TempDir,
-    daemon: Pid,
-}
-
-impl FuseMount {
-    fn new() -> Self {
-        let dir = TempDir::new("fuse");
-        std::fs::create_dir_all(dir.0.join("src")).unwrap();
-        std::fs::create_dir_all(dir.0.join("mnt")).unwrap();
-        let status = Command::new("bindfs")
-            .arg(dir.0.join("src"))
-            .arg(dir.0.join("mnt"))
-            .status()
-            .expect("bindfs is needed for this test: `cargo xtask test` installs it (apt-get install bindfs)");
-        assert!(
-            status.success(),
-            "bindfs could not mount (is /dev/fuse there?)"
-        );
-        let mnt = dir.0.join("mnt").to_string_lossy().into_owned();
-        let pid = wait_for(Duration::from_secs(5), "the bindfs daemon", || {
-            let out = Command::new("pgrep")
-                .args(["-f", &format!("bindfs .* {mnt}$")])
-                .output()
-                .ok()?;
-            String::from_utf8(out.stdout)
-                .ok()?
-                .lines()
-                .next()?
-                .trim()
-                .parse::<i32>()
-                .ok()
-        });
-        Self {
-            dir,
-            daemon: Pid::from_raw(pid).unwrap(),
-        }
-    }
-
-    fn path(&self) -> String {
-        self.dir.0.join("mnt").to_string_lossy().into_owned()
-    }
-
-    fn freeze(&self) {
-        kill_process(self.daemon, Signal::STOP).unwrap();
-    }
-
-    fn thaw(&self) {
-        kill_process(self.daemon, Signal::CONT).unwrap();
-    }
-}
-
-impl Drop for FuseMount {
-    fn drop(&mut self) {
-        let _ = kill_process(self.daemon, Signal::CONT);
-        let _ = Command::new("fusermount")
-            .arg("-u")
-            .arg(self.dir.0.join("mnt"))
-            .status();
-    }
-}
+use crate::harness::{Service, get, wait_for};
 
 #[test]
 fn a_hung_disk_mount_nulls_only_disk_and_the_loop_keeps_its_pace() {
     let mount = FuseMount::new();
     let svc = Service::start(&[
         ("METRICS_INTERVAL_LIVE", "0.5"),
-        ("METRICS_DISK_PATH", &mount.path()),
+        ("METRICS_DISK_PATH", mount.path().to_str().unwrap()),
     ])
     .ready();
     assert!(svc.json("/metrics")["disk"]["total"].is_u64());
+    let before = svc.threads();
 
     mount.freeze();
     let h = wait_for(Duration::from_secs(10), "disk to time out", || {
@@ -113,9 +50,61 @@ fn a_hung_disk_mount_nulls_only_disk_and_the_loop_keeps_its_pace() {
     let m = get(svc.addr, "/metrics").json();
     assert!(m["disk"]["percent"].is_null() && m["cpu"].is_f64(), "{m}");
 
+    let probe_threads = |svc: &Service| {
+        svc.threads()
+            .into_iter()
+            .filter(|t| t.name == "probe")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        probe_threads(&svc).len(),
+        2,
+        "one stuck in the read, one spare: {:?}",
+        svc.threads()
+    );
+
     mount.thaw();
     wait_for(Duration::from_secs(10), "disk to read again", || {
         (svc.json("/health")["probes"]["disk"]["state"] == "ok").then_some(())
     });
     assert!(svc.json("/metrics")["disk"]["total"].is_u64());
+    // Within a few ticks the spare is gone: the engine's threads are those from before
+    // the hang (the runtime's own come and go)...
+    let engine_threads = |threads: Vec<crate::harness::Thread>| {
+        let mut names: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| n.starts_with("probe"))
+            .collect();
+        names.sort();
+        names
+    };
+    wait_for(Duration::from_secs(5), "the threads of before the hang", || {
+        (engine_threads(svc.threads()) == engine_threads(before.clone())).then_some(())
+    });
+    // ...and an idle tick wakes one thread once again: over ten ticks, one probe thread
+    // woke about once per tick (twice: the statvfs of a FUSE mount waits for its daemon),
+    // the watchdog not at all.
+    let seq = |svc: &Service| svc.json("/health")["sample_seq"].as_u64().unwrap();
+    let watchdog = |svc: &Service| {
+        svc.threads()
+            .into_iter()
+            .find(|t| t.name == "probe-watchdog")
+            .map(|t| t.wakeups)
+    };
+    let (seq0, probes0, watchdog0) = (seq(&svc), probe_threads(&svc), watchdog(&svc));
+    wait_for(Duration::from_secs(15), "ten more ticks", || {
+        (seq(&svc) >= seq0 + 10).then_some(())
+    });
+    let (seq1, probes1, watchdog1) = (seq(&svc), probe_threads(&svc), watchdog(&svc));
+    assert_eq!(probes1.len(), 1, "{probes1:?}");
+    assert_eq!(probes0.len(), 1, "{probes0:?}");
+    assert_eq!(probes0[0].tid, probes1[0].tid, "the same thread all along");
+    let ticks = seq1 - seq0;
+    let woke = probes1[0].wakeups - probes0[0].wakeups;
+    assert!(
+        woke <= 2 * ticks + 2,
+        "the probe thread woke {woke} times in {ticks} ticks"
+    );
+    assert_eq!(watchdog1, watchdog0, "the watchdog woke with nothing overrunning");
 }

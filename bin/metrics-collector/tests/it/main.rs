@@ -8,6 +8,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod hangs;
 mod hostile;
 mod isolation;
 mod numbers;

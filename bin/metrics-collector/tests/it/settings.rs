@@ -128,3 +128,38 @@ fn dotenv_is_read_and_the_process_environment_wins() {
         "the environment wins over .env"
     );
 }
+
+#[test]
+fn a_malformed_dotenv_line_stops_start_up_without_showing_the_password() {
+    let dir = TempDir::new("dotenv-password");
+    std::fs::write(
+        dir.0.join(".env"),
+        "POSTGRES_HOST=db\nPOSTGRES_PASSWORD=two words\n",
+    )
+    .unwrap();
+    let mut child = command(&dir.0, &[]).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_for(Duration::from_secs(10), "exit", || {
+        child.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(".env") && stderr.contains("line 2") && stderr.contains("POSTGRES_PASSWORD"),
+        "names the file, the line and the variable: {stderr}"
+    );
+    assert!(
+        !stderr.contains("two") && !stderr.contains("words"),
+        "the password leaked: {stderr}"
+    );
+}
+
+#[test]
+fn in_a_container_the_host_name_is_the_hosts_not_the_containers() {
+    let root = TempDir::new("rootfs");
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    std::fs::write(root.0.join("etc/hostname"), "edge-host-42\n").unwrap();
+    let svc = Service::start(&[("METRICS_ROOTFS", root.0.to_str().unwrap())]).ready();
+    assert_eq!(svc.json("/health")["host"], "edge-host-42");
+}

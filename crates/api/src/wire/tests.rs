@@ -3,14 +3,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use probes::{DiskUsage, MemoryUsage, Sample, Unavailable};
 
 use super::*;
-use crate::Snapshot;
+use sampler::Snapshot;
 
 fn snapshot(sample: Sample) -> Snapshot {
     Snapshot {
         seq: 1,
         sample,
         gpu: gpu::GpuSample::unavailable(gpu::BackendKind::None, "no GPU"),
-        probes: Vec::new(),
+        families: sampler::Families::default(),
     }
 }
 
@@ -84,7 +84,7 @@ fn unknown_values_are_null_and_disk_stays_an_object() {
 }
 
 #[test]
-fn temperature_falls_back_to_the_gpu() {
+fn temperature_falls_back_to_the_gpu_only_without_a_cpu_sensor() {
     let mut s = snapshot(Sample {
         taken_at: SystemTime::now(),
         cpu_percent: Ok(1.0),
@@ -113,6 +113,11 @@ fn temperature_falls_back_to_the_gpu() {
     let v = json(&encode_metrics(&s));
     assert_eq!(v["temperature"], 61.0);
     assert_eq!(v["gpu"], 30.5);
+    // A CPU sensor that is there but fails: `null` (its reason is in /health), not the GPU.
+    s.sample.cpu_celsius = Err(Unavailable::new("timed out after 2.0 s"));
+    let v = json(&encode_metrics(&s));
+    assert!(v["temperature"].is_null(), "{v}");
+    assert_eq!(v["gpu"], 30.5);
 }
 
 #[test]
@@ -138,7 +143,7 @@ fn no_gpu_answers_available_false_with_a_reason() {
 
 #[test]
 fn the_gpu_body_is_reused_only_while_the_gpu_readings_stay_the_same() {
-    use crate::Published;
+    use sampler::{Encode, Published};
     let sample = || Sample {
         taken_at: UNIX_EPOCH,
         cpu_percent: Ok(1.0),
@@ -146,21 +151,30 @@ fn the_gpu_body_is_reused_only_while_the_gpu_readings_stay_the_same() {
         disk: Err(Unavailable::new("gone")),
         cpu_celsius: Err(Unavailable::new("gone")),
     };
-    let now = std::time::Instant::now();
-    let first = Published::new(snapshot(sample()), now, None);
-    let same = Published::after(Some(&first), snapshot(sample()), now, None);
-    assert_eq!(same.gpu_body, first.gpu_body);
+    let publish = |snapshot: Snapshot, previous: Option<&Published<crate::Bodies>>| {
+        let bodies = crate::Encoder.encode(&snapshot, previous);
+        Published {
+            snapshot,
+            taken: std::time::Instant::now(),
+            due: None,
+            last_success: None,
+            bodies,
+        }
+    };
+    let first = publish(snapshot(sample()), None);
+    let same = publish(snapshot(sample()), Some(&first));
+    assert_eq!(same.bodies.gpu(), first.bodies.gpu());
     assert_eq!(
-        same.gpu_body.as_ptr(),
-        first.gpu_body.as_ptr(),
+        same.bodies.gpu().as_ptr(),
+        first.bodies.gpu().as_ptr(),
         "not encoded again"
     );
 
     let mut other = snapshot(sample());
     other.gpu = gpu::GpuSample::unavailable(gpu::BackendKind::Nvml, "the driver went away");
-    let changed = Published::after(Some(&same), other, now, None);
+    let changed = publish(other, Some(&same));
     assert_eq!(
-        json(&changed.gpu_body)["reason"],
+        json(changed.bodies.gpu())["reason"],
         "the driver went away",
         "a different reading is encoded afresh"
     );

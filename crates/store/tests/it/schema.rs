@@ -102,3 +102,117 @@ async fn two_collectors_migrating_an_empty_database_at_once_both_succeed() {
     // And again later (a restart) is a no-op.
     store::migrate(&mut a).await.unwrap();
 }
+
+/// The five tables as the original (Python) service created them, with its rules:
+/// `timestamp` alone as the primary key, value checks, `created_at`, an index by time and
+/// a view its consumers read.
+const ORIGINAL_SCHEMA: &str = "
+CREATE TABLE metrics_cpu (
+    timestamp TIMESTAMPTZ PRIMARY KEY,
+    value FLOAT NOT NULL CHECK (value >= 0 AND value <= 100),
+    created_at TIMESTAMPTZ DEFAULT NOW());
+CREATE INDEX idx_metrics_cpu_timestamp ON metrics_cpu (timestamp DESC);
+CREATE TABLE metrics_ram (
+    timestamp TIMESTAMPTZ PRIMARY KEY,
+    value FLOAT NOT NULL CHECK (value >= 0 AND value <= 100),
+    created_at TIMESTAMPTZ DEFAULT NOW());
+CREATE TABLE metrics_gpu (
+    timestamp TIMESTAMPTZ PRIMARY KEY,
+    value FLOAT NOT NULL CHECK (value >= 0 AND value <= 100),
+    created_at TIMESTAMPTZ DEFAULT NOW());
+CREATE TABLE metrics_temperature (
+    timestamp TIMESTAMPTZ PRIMARY KEY,
+    value FLOAT NOT NULL CHECK (value >= 0 AND value <= 150),
+    created_at TIMESTAMPTZ DEFAULT NOW());
+CREATE TABLE metrics_disk (
+    timestamp TIMESTAMPTZ PRIMARY KEY,
+    used BIGINT NOT NULL CHECK (used >= 0),
+    free BIGINT NOT NULL CHECK (free >= 0),
+    percent FLOAT NOT NULL CHECK (percent >= 0 AND percent <= 100),
+    created_at TIMESTAMPTZ DEFAULT NOW());
+CREATE VIEW v_metrics_24h AS
+    SELECT 'cpu' AS metric_type, timestamp, value FROM metrics_cpu
+    WHERE timestamp > NOW() - INTERVAL '24 hours'
+    UNION ALL
+    SELECT 'temperature', timestamp, value FROM metrics_temperature
+    WHERE timestamp > NOW() - INTERVAL '24 hours';
+INSERT INTO metrics_cpu (timestamp, value) VALUES
+    (now() - interval '9 days', 11), (now() - interval '8 days', 12), (now() - interval '1 day', 13);
+INSERT INTO metrics_temperature (timestamp, value) VALUES
+    (now() - interval '8 days', 50), (now() - interval '2 hours', 51);
+INSERT INTO metrics_disk (timestamp, used, free, percent) VALUES
+    (now() - interval '8 days', 1, 3, 25), (now() - interval '3 days', 2, 2, 50);
+";
+
+#[tokio::test]
+async fn the_original_services_tables_keep_their_rows_and_age_them_out_like_ours() {
+    use std::time::{Duration, SystemTime};
+
+    let config = test_database("original").await;
+    let db = connect(&config.host, config.port, &config.dbname).await;
+    db.batch_execute(ORIGINAL_SCHEMA).await.unwrap();
+    let instant = SystemTime::now() - Duration::from_secs(60);
+    let (handle, mut status, task) = store::spawn(config.clone()).unwrap();
+    crate::support::wait_status(
+        &mut status,
+        Duration::from_secs(20),
+        "migrated and retention run",
+        |s| s.state == sampler::WriterState::Connected,
+    )
+    .await;
+    // Another collector wrote this instant: the original key on `timestamp` alone would
+    // refuse ours, and the whole batch with it.
+    db.execute(
+        "INSERT INTO metrics_cpu (host, timestamp, value) VALUES ('other-host', $1, 99)",
+        &[&instant],
+    )
+    .await
+    .unwrap();
+    let mut ours = crate::support::window(instant, Some(42.0));
+    // A board outdoors in winter: the original's checks refused anything below 0 °C.
+    ours.temperature = Some(-5.5);
+    assert!(handle.send(ours));
+    let s = crate::support::wait_status(
+        &mut status,
+        Duration::from_secs(20),
+        "our window written",
+        |s| s.written_windows == 1 && s.pending_windows == 0,
+    )
+    .await;
+    assert_eq!(s.state, sampler::WriterState::Connected, "{s:?}");
+    assert_eq!(s.duplicate_rows, 0, "{s:?}");
+
+    // The original rows younger than the retention period are kept, with an empty host;
+    // the older ones went, as this host's would.
+    let kept = |sql: &'static str| {
+        let db = &db;
+        async move { count(db, sql).await }
+    };
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_cpu WHERE host = '' AND value = 13").await,
+        1
+    );
+    assert_eq!(kept("SELECT count(*) FROM metrics_cpu WHERE host = ''").await, 1);
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_temperature WHERE host = ''").await,
+        1
+    );
+    assert_eq!(kept("SELECT count(*) FROM metrics_disk WHERE host = ''").await, 1);
+    // Both hosts' rows of the same instant, ours with its reading below zero.
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_cpu WHERE host IN ('test-host', 'other-host')").await,
+        2
+    );
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_temperature WHERE host = 'test-host' AND value = -5.5")
+            .await,
+        1
+    );
+    // What the original's consumers read still works.
+    assert!(kept("SELECT count(*) FROM v_metrics_24h").await >= 3);
+    drop(handle);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -4,18 +4,8 @@ use tokio_postgres::{Client, NoTls};
 
 /// The test server's settings, from `cargo xtask test`.
 pub(crate) fn server() -> (String, u16) {
-    let info = std::env::var("METRICS_TEST_POSTGRES").unwrap_or_else(|_| {
-        panic!("METRICS_TEST_POSTGRES is not set: run the store tests with `cargo xtask test`, which starts a PostgreSQL for them")
-    });
-    let mut host = "127.0.0.1".to_owned();
-    let mut port = 5432;
-    for pair in info.split_whitespace() {
-        match pair.split_once('=') {
-            Some(("host", h)) => host = h.to_owned(),
-            Some(("port", p)) => port = p.parse().unwrap(),
-            _ => {}
-        }
-    }
+    let host = testkit::postgres_setting("host").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = testkit::postgres_setting("port").map_or(5432, |p| p.parse().unwrap());
     (host, port)
 }
 
@@ -70,14 +60,14 @@ pub(crate) async fn test_database(tag: &str) -> store::Config {
     fresh_database(&host, port, tag).await
 }
 
-pub(crate) fn window(at: SystemTime, cpu: Option<f64>) -> store::Window {
-    store::Window {
+pub(crate) fn window(at: SystemTime, cpu: Option<f64>) -> sampler::Window {
+    sampler::Window {
         at,
         cpu,
         ram: Some(50.0),
         gpu: None,
         temperature: Some(45.5),
-        disk: Some(store::DiskRow {
+        disk: Some(sampler::DiskRow {
             used_bytes: 1 << 30,
             free_bytes: 3 << 30,
             percent: 25.0,
@@ -87,11 +77,11 @@ pub(crate) fn window(at: SystemTime, cpu: Option<f64>) -> store::Window {
 
 /// Waits until the writer's status satisfies `f`.
 pub(crate) async fn wait_status(
-    status: &mut tokio::sync::watch::Receiver<store::Status>,
+    status: &mut tokio::sync::watch::Receiver<sampler::WriterStatus>,
     timeout: Duration,
     what: &str,
-    f: impl Fn(&store::Status) -> bool,
-) -> store::Status {
+    f: impl Fn(&sampler::WriterStatus) -> bool,
+) -> sampler::WriterStatus {
     let deadline = Instant::now() + timeout;
     loop {
         {

@@ -33,7 +33,7 @@ async fn windows_become_one_row_per_table_once_and_nulls_write_nothing() {
         |s| s.written_windows == 3,
     )
     .await;
-    assert_eq!(s.state, store::WriterState::Connected);
+    assert_eq!(s.state, sampler::WriterState::Connected);
     assert_eq!(
         (s.pending_windows, s.pending_rows, s.dropped_windows),
         (0, 0, 0)
@@ -100,7 +100,7 @@ async fn retention_deletes_this_hosts_old_rows_and_keeps_the_young() {
         &mut status,
         Duration::from_secs(20),
         "the first attempt",
-        |s| s.state == store::WriterState::Connected,
+        |s| s.state == sampler::WriterState::Connected,
     )
     .await;
     // 12,000 old rows go in batches of 5,000; the young row and the other host's stay.
@@ -147,7 +147,7 @@ async fn a_full_queue_drops_the_oldest_windows_and_counts_them() {
     .await;
     assert_eq!((s.pending_windows, s.dropped_windows), (17, 3));
     assert_eq!(s.pending_rows, 17 * 4);
-    assert_eq!(s.state, store::WriterState::Unreachable);
+    assert_eq!(s.state, sampler::WriterState::Unreachable);
     let error = s.last_error.unwrap();
     assert!(!error.contains("s3cret"), "{error}");
     assert!(!format!("{config:?}").contains("s3cret"));
@@ -181,7 +181,7 @@ async fn a_database_down_for_ten_seconds_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let s = status.borrow().clone();
-    assert_eq!(s.state, store::WriterState::Unreachable, "{s:?}");
+    assert_eq!(s.state, sampler::WriterState::Unreachable, "{s:?}");
     assert!(s.pending_windows > 0, "{s:?}");
     cluster.restart().unwrap();
     send(3);
@@ -192,7 +192,7 @@ async fn a_database_down_for_ten_seconds_loses_and_duplicates_nothing() {
         "the backlog written",
         |s| {
             s.pending_windows == 0
-                && s.state == store::WriterState::Connected
+                && s.state == sampler::WriterState::Connected
                 && s.written_windows >= total
         },
     )
@@ -218,10 +218,11 @@ async fn a_database_down_for_ten_seconds_loses_and_duplicates_nothing() {
         .unwrap();
 }
 
-/// A TCP proxy to the server that, once armed, cuts the connection right after passing on
-/// the first client message that follows the batch INSERT's preparation: the server gets
-/// the batch, the client never hears back.
-async fn cutting_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
+/// A TCP proxy to the server that, once armed, loses the reply to one batch: it passes
+/// the batch INSERT's execution on to the server, keeps the server's answer from the
+/// client until the server says it is done (ReadyForQuery, after the statement's own
+/// commit), and then cuts both sides. The rows are in the tables; the client never hears.
+async fn reply_losing_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -236,6 +237,8 @@ async fn cutting_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
                 };
                 let (mut cr, mut cw) = client.split();
                 let (mut sr, mut sw) = server.split();
+                // Set once the batch's execution has gone to the server.
+                let swallowing = AtomicBool::new(false);
                 let upstream = async {
                     let mut buf = vec![0u8; 64 * 1024];
                     let mut prepared = false;
@@ -245,10 +248,10 @@ async fn cutting_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
                             return;
                         }
                         let chunk = &buf[..n];
-                        let _ = sw.write_all(chunk).await;
                         if prepared && armed.swap(false, Ordering::SeqCst) {
-                            // Give the server the whole batch, then vanish.
-                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            swallowing.store(true, Ordering::SeqCst);
+                        }
+                        if sw.write_all(chunk).await.is_err() {
                             return;
                         }
                         if chunk.windows(7).any(|w| w == b"unnest(") {
@@ -257,7 +260,24 @@ async fn cutting_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
                     }
                 };
                 let downstream = async {
-                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = sr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        let chunk = &buf[..n];
+                        if swallowing.load(Ordering::SeqCst) {
+                            // ReadyForQuery, idle: the statement has committed.
+                            if chunk.windows(6).any(|w| w == b"Z\0\0\0\x05I") {
+                                return;
+                            }
+                            continue;
+                        }
+                        if cw.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
                 };
                 tokio::select! {
                     () = upstream => {}
@@ -270,11 +290,11 @@ async fn cutting_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
 }
 
 #[tokio::test]
-async fn a_connection_dropped_mid_batch_is_retried_without_duplicates() {
+async fn a_reply_lost_after_the_commit_is_retried_and_the_unique_key_keeps_rows_once() {
     let (host, port) = crate::support::server();
-    let real = fresh_database(&host, port, "midbatch").await;
+    let real = fresh_database(&host, port, "lostreply").await;
     let armed = Arc::new(AtomicBool::new(true));
-    let proxy = cutting_proxy(port, armed.clone()).await;
+    let proxy = reply_losing_proxy(port, armed.clone()).await;
     let config = store::Config {
         host: "127.0.0.1".into(),
         port: proxy,
@@ -290,11 +310,15 @@ async fn a_connection_dropped_mid_batch_is_retried_without_duplicates() {
     let s = wait_status(
         &mut status,
         Duration::from_secs(60),
-        "all 50 written after the cut",
+        "all 50 written after the lost reply",
         |s| s.pending_windows == 0 && s.written_windows >= 50,
     )
     .await;
-    assert!(!armed.load(Ordering::SeqCst), "the proxy did cut a batch");
+    assert!(!armed.load(Ordering::SeqCst), "the proxy did lose a reply");
+    assert!(
+        s.duplicate_rows > 0,
+        "the retry found the lost attempt's rows under the unique key: {s:?}"
+    );
     assert_eq!(s.dropped_windows, 0);
     let db = connect(&host, port, &real.dbname).await;
     assert_eq!(count(&db, "SELECT count(*) FROM metrics_cpu").await, 50);

@@ -10,7 +10,9 @@
 //! going back to sleep, both without waking the watchdog, which therefore wakes only when a
 //! read really overruns (a statvfs on a dead NFS mount, a GPU driver call that never
 //! returns). It then runs the overrun handler, and the tasks queued behind the stuck one go
-//! to a spare thread. Spares leave after a minute without work.
+//! to a spare thread. A thread that comes back from an overrun leaves when a spare has
+//! taken its place (one free thread is enough: two would both wake for every tick), and
+//! any spare leaves after a minute without work.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -70,6 +72,8 @@ struct State {
     wakes_at: Option<Instant>,
     running: Vec<Running>,
     next_id: u64,
+    /// Times a worker came back from waiting for work (a wake-up), since the start.
+    wakeups: u64,
     /// When the watchdog's timer fires; `None` while it is disarmed.
     armed: Option<Instant>,
     closed: bool,
@@ -141,17 +145,26 @@ impl Inner {
     }
 }
 
+/// What the pool is made of now: worker threads (stuck ones included) and the wake-ups
+/// they have had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PoolStats {
+    pub(crate) threads: usize,
+    pub(crate) stuck: usize,
+    pub(crate) wakeups: u64,
+}
+
 /// A handle on the pool; clones share it. `close` stops it.
 #[derive(Clone)]
-pub(crate) struct Runner(Arc<Inner>);
+pub(crate) struct Pool(Arc<Inner>);
 
-impl std::fmt::Debug for Runner {
+impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Runner")
+        f.write_str("Pool")
     }
 }
 
-impl Runner {
+impl Pool {
     /// Creates the pool with its watchdog thread; worker threads start with the first task.
     pub(crate) fn new() -> std::io::Result<Self> {
         let timer = rustix::time::timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC)?;
@@ -182,6 +195,15 @@ impl Runner {
         // itself in time needs no nudge (that nudge would be a wasted wake-up per tick).
         if state.idle > 0 && state.wakes_at.is_none_or(|w| w > at) {
             self.0.work.notify_one();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let state = self.0.lock();
+        PoolStats {
+            threads: state.threads,
+            stuck: state.stuck,
+            wakeups: state.wakeups,
         }
     }
 
@@ -250,7 +272,7 @@ fn work(inner: &Inner) {
                 id
             });
             drop(state);
-            // Tasks catch their own panics (see `sampler::read_task`); this is a second net
+            // Tasks catch their own panics (see `engine::read_task`); this is a second net
             // so a thread never dies with the pool's count wrong.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task.run));
             state = inner.lock();
@@ -264,8 +286,17 @@ fn work(inner: &Inner) {
                         drop(finished);
                         state = inner.lock();
                     }
-                    // The watchdog gave up on it (or the pool closed): this thread is free.
-                    None if !state.closed => state.stuck -= 1,
+                    // The watchdog gave up on it (or the pool closed): this thread is free
+                    // again. A spare took over its queue meanwhile, and the schedule always
+                    // has ticks queued, so waiting for an idle minute would never end it:
+                    // leave now unless this is the only free thread.
+                    None if !state.closed => {
+                        state.stuck -= 1;
+                        if state.free_threads() > 1 {
+                            state.threads -= 1;
+                            return;
+                        }
+                    }
                     None => {}
                 }
             }
@@ -299,6 +330,7 @@ fn work(inner: &Inner) {
             .unwrap_or_else(PoisonError::into_inner);
         state = next;
         state.idle -= 1;
+        state.wakeups += 1;
         // Unknown for any other sleeper now: the next submit nudges rather than guesses.
         state.wakes_at = None;
         if timeout.timed_out()
@@ -376,11 +408,11 @@ mod tests {
 
     #[test]
     fn a_task_past_its_deadline_is_given_up_and_the_queue_moves_on() {
-        let runner = Runner::new().unwrap();
+        let pool = Pool::new().unwrap();
         let (events, seen) = mpsc::channel();
         let (release, hung) = mpsc::channel::<()>();
         let (e1, e2, e3) = (events.clone(), events.clone(), events);
-        runner.submit_at(
+        pool.submit_at(
             Instant::now(),
             [
                 task(
@@ -402,7 +434,7 @@ mod tests {
         // The stuck thread comes back and the pool still works, on a spare or on it.
         release.send(()).unwrap();
         let (again, ran) = mpsc::channel();
-        runner.submit_at(
+        pool.submit_at(
             Instant::now(),
             [task(
                 Duration::from_secs(5),
@@ -412,19 +444,19 @@ mod tests {
         );
         assert_eq!(ran.recv_timeout(WAIT), Ok("later ran"));
         assert!(seen.try_recv().is_err(), "nothing else overran");
-        runner.close();
+        pool.close();
     }
 
     #[test]
     fn tasks_that_finish_in_time_never_trip_the_watchdog() {
-        let runner = Runner::new().unwrap();
+        let pool = Pool::new().unwrap();
         let (done, finished) = mpsc::channel();
         let (overrun, overran) = mpsc::channel();
         let start = Instant::now();
         for i in 0..20u32 {
             let (done, overrun) = (done.clone(), overrun.clone());
             // Spread over 200 ms so the thread sleeps between them with the timer set ahead.
-            runner.submit_at(
+            pool.submit_at(
                 start + Duration::from_millis(u64::from(i) * 10),
                 [task(
                     Duration::from_millis(100),
@@ -440,25 +472,72 @@ mod tests {
         // Once the thread sleeps with nothing queued, the kernel timer is off: the watchdog
         // will not wake until a task runs again.
         let until = Instant::now() + WAIT;
-        while runner.0.lock().idle == 0 {
+        while pool.0.lock().idle == 0 {
             assert!(Instant::now() < until, "the thread never went to sleep");
             std::thread::yield_now();
         }
-        assert_eq!(runner.0.lock().armed, None);
-        let timer = rustix::time::timerfd_gettime(&runner.0.timer).unwrap();
+        assert_eq!(pool.0.lock().armed, None);
+        let timer = rustix::time::timerfd_gettime(&pool.0.timer).unwrap();
         assert_eq!(
             (timer.it_value.tv_sec, timer.it_value.tv_nsec),
             (0, 0),
             "the watchdog's timer is disarmed"
         );
-        runner.close();
+        pool.close();
+    }
+
+    #[test]
+    fn a_thread_back_from_an_overrun_leaves_once_a_spare_has_taken_over() {
+        let pool = Pool::new().unwrap();
+        let (release, hung) = mpsc::channel::<()>();
+        let (ran, seen) = mpsc::channel();
+        pool.submit_at(
+            Instant::now(),
+            [
+                task(
+                    Duration::from_millis(50),
+                    move || {
+                        let _ = hung.recv();
+                    },
+                    || {},
+                ),
+                task(
+                    Duration::from_secs(5),
+                    move || ran.send(()).unwrap(),
+                    || {},
+                ),
+            ],
+        );
+        assert_eq!(seen.recv_timeout(WAIT), Ok(()), "a spare ran the task behind");
+        let stats = pool.stats();
+        assert_eq!((stats.threads, stats.stuck), (2, 1), "{stats:?}");
+        // As the schedule does: the next tick is always queued, so no thread is ever
+        // idle with an empty queue.
+        pool.submit_at(
+            Instant::now() + Duration::from_secs(3600),
+            [task(Duration::from_secs(1), || {}, || {})],
+        );
+        release.send(()).unwrap();
+        let until = Instant::now() + WAIT;
+        loop {
+            let stats = pool.stats();
+            if (stats.threads, stats.stuck) == (1, 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the pool kept {stats:?} after the hung task returned"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pool.close();
     }
 
     #[test]
     fn a_closed_pool_drops_what_is_queued() {
-        let runner = Runner::new().unwrap();
+        let pool = Pool::new().unwrap();
         let (done, finished) = mpsc::channel::<()>();
-        runner.submit_at(
+        pool.submit_at(
             Instant::now() + Duration::from_secs(3600),
             [task(
                 Duration::from_secs(1),
@@ -466,7 +545,7 @@ mod tests {
                 || {},
             )],
         );
-        runner.close();
+        pool.close();
         // The task (and its sender) is dropped, not run.
         assert_eq!(
             finished.recv_timeout(WAIT),

@@ -1,43 +1,26 @@
-//! GPU failures end to end: the real sampler and the real HTTP API over loopback, with a
+//! GPU failures end to end: the real engine and the real HTTP API over loopback, with a
 //! fake GPU backend (this machine has no GPU) that fails, hangs or loses a device.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gpu::fake::{Control, FakeGpu};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::sampler::{self, Sampler};
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut bytes))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(bytes).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        serde_json::from_str(body).unwrap(),
-    )
+async fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    testkit::get_async(addr, path).await.json()
 }
 
 /// Polls `path` until `f` accepts the body.
 async fn until(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     path: &str,
     what: &str,
     f: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, v) = get(addr, path).await;
+        let v = json(addr, path).await;
         if f(&v) {
             return v;
         }
@@ -72,23 +55,18 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     control.set_devices(vec![device(0, 20.0), device(1, 40.0)]);
     let live = Duration::from_millis(100);
     let host = probes::HostProbes::new(&probes::Roots::default(), std::path::Path::new("/"));
-    let sampler = Sampler::new(
-        host.cpu,
-        host.memory,
-        host.disk,
-        host.thermal,
+    let engine = sampler::Engine::new(
+        host.into(),
         Box::new(FakeGpu::new(control.clone())),
         Duration::from_millis(300),
     )
     .unwrap();
     let (publish, latest) = watch::channel(None);
-    let (_db, database) = watch::channel(api::DatabaseStatus::default());
-    let (stop, shutdown) = watch::channel(false);
-    let sampling = sampler::start(sampler, live, publish, None);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sampler::start(engine, api::Encoder, live, publish, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = api::AppState::new(latest, database, live, "gpu-box");
-    let mut server_stop = shutdown.clone();
+    let state = api::AppState::new(latest, None, live, "gpu-box");
+    let (stop, mut server_stop) = watch::channel(false);
     tokio::spawn(api::serve(
         listener,
         state,
@@ -106,7 +84,7 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     assert_eq!(g["memory_total"], 32u64 << 30);
     assert_eq!(g["gpus"][1]["performance_state"], 2);
     assert_eq!(g["gpus"][1]["healthy"], true);
-    assert_eq!(get(addr, "/metrics").await.1["gpu"], 30.0);
+    assert_eq!(json(addr, "/metrics").await["gpu"], 30.0);
     let h = until(addr, "/health", "gpu ok", |h| {
         h["probes"]["gpu"]["state"] == "ok"
     })
@@ -123,7 +101,7 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     assert!(g["gpus"][1]["utilization"].is_null());
     assert_eq!(g["gpus"][0]["utilization"], 20.0);
     assert_eq!(g["utilization"], 20.0);
-    assert_eq!(get(addr, "/metrics").await.1["gpu"], 20.0);
+    assert_eq!(json(addr, "/metrics").await["gpu"], 20.0);
     let h = until(addr, "/health", "degraded by GPU 1", |h| {
         h["status"] == "degraded"
     })
@@ -141,14 +119,14 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     let g = until(addr, "/gpu", "backend failure", |g| g["available"] == false).await;
     assert_eq!(g["reason"], "the NVIDIA driver is not loaded");
     assert_eq!(g["gpus"], serde_json::json!([]));
-    let m = get(addr, "/metrics").await.1;
+    let m = json(addr, "/metrics").await;
     assert!(m["gpu"].is_null() && m["cpu"].is_f64(), "{m}");
-    let (status, h) = get(addr, "/health").await;
+    let r = testkit::get_async(addr, "/health").await;
     assert_eq!(
-        status, 200,
+        r.status, 200,
         "a lost GPU degrades the service, it never stops it"
     );
-    assert_eq!(h["probes"]["gpu"]["state"], "error");
+    assert_eq!(r.json()["probes"]["gpu"]["state"], "error");
     control.fail(None);
     until(addr, "/gpu", "recovery", |g| g["available"] == true).await;
 
@@ -160,17 +138,18 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
             .is_some_and(|e| e.contains("timed out") || e.contains("has not returned"))
     })
     .await;
+    assert_eq!(h["gpu"]["backend"], "nvml", "{h}");
     let seq = h["sample_seq"].as_u64().unwrap();
     until(addr, "/health", "samples while the GPU hangs", |h| {
         h["sample_seq"].as_u64().unwrap() >= seq + 3
     })
     .await;
-    assert!(get(addr, "/metrics").await.1["cpu"].is_f64());
+    assert!(json(addr, "/metrics").await["cpu"].is_f64());
     control.hang(false);
     until(addr, "/health", "gpu back", |h| {
         h["probes"]["gpu"]["state"] == "ok"
     })
     .await;
     stop.send_replace(true);
-    sampling.stop();
+    running.stop();
 }

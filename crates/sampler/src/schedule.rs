@@ -1,0 +1,250 @@
+//! The schedule: one tick every live interval on the probe pool, each tick's snapshot
+//! encoded and published once for every reader, on the thread that finished the tick (one
+//! wake-up per tick when the machine is idle), and a persisted window closed every
+//! persist interval.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::engine::{Settled, lock, panic_message};
+use crate::{Encode, Engine, Families, FamilyState, Persist, Published};
+
+/// The latest published snapshot, as readers receive it (`None` before the first).
+pub type Latest<B> = watch::Receiver<Option<Arc<Published<B>>>>;
+
+/// The running schedule; `stop` ends it.
+pub struct Running {
+    state: Arc<dyn Stop>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Running")
+    }
+}
+
+impl Running {
+    /// Stops ticking; the open window is closed and handed over, and the sink dropped so
+    /// the writer can flush. A tick being built finishes first (it never waits on I/O).
+    pub fn stop(self) {
+        self.state.stop();
+    }
+
+    /// Probe threads alive now, stuck ones included: one on an idle machine, one more per
+    /// read still hung.
+    pub fn probe_threads(&self) -> usize {
+        self.state.threads()
+    }
+
+    /// Times the probe threads woke up since the start (one per tick when all is well).
+    pub fn probe_wakeups(&self) -> u64 {
+        self.state.wakeups()
+    }
+}
+
+/// What `Running` needs of the schedule, whatever its bodies' type.
+trait Stop: Send + Sync {
+    fn stop(&self);
+    fn threads(&self) -> usize;
+    fn wakeups(&self) -> u64;
+}
+
+impl<E: Encode> Stop for Mutex<Schedule<E>> {
+    fn stop(&self) {
+        let mut s = lock(self);
+        s.stopped = true;
+        s.engine.pool.close();
+        if let Some(mut p) = s.persist.take() {
+            p.close(SystemTime::now());
+        }
+    }
+
+    fn threads(&self) -> usize {
+        lock(self).engine.pool_stats().threads
+    }
+
+    fn wakeups(&self) -> u64 {
+        lock(self).engine.pool_stats().wakeups
+    }
+}
+
+/// What the schedule carries from one tick to the next.
+struct Schedule<E: Encode> {
+    engine: Engine,
+    encoder: E,
+    live: Duration,
+    /// When the last tick queued is due.
+    due: Instant,
+    publish: watch::Sender<Option<Arc<Published<E::Bodies>>>>,
+    /// The last snapshot published: the next may reuse parts of its bodies, and a tick
+    /// whose reads started before it did (possible only behind a hung read) is not
+    /// published over it.
+    last: Option<Arc<Published<E::Bodies>>>,
+    persist: Option<Persist>,
+    close_at: Option<Instant>,
+    last_conditions: Families<Option<Condition>>,
+    stopped: bool,
+}
+
+/// Starts ticking every `live` on the engine's probe pool, publishing each snapshot with
+/// the bodies `encoder` makes of it, and closing a window every `persist.every()`.
+///
+/// Ticks are due on a fixed schedule (first + k * live): a slow tick does not push the
+/// next ones back, and ticks missed (a suspended machine) are skipped, not bunched. Two
+/// ticks are queued at any time, so the next one is there to run even while the one
+/// before waits out a hung read. A panic while a snapshot is built or encoded costs that
+/// tick only: the next one is queued all the same.
+pub fn start<E: Encode>(
+    engine: Engine,
+    encoder: E,
+    live: Duration,
+    publish: watch::Sender<Option<Arc<Published<E::Bodies>>>>,
+    persist: Option<Persist>,
+) -> Running {
+    let first = Instant::now() + first_tick_delay(live);
+    let close_at = persist.as_ref().map(|p| Instant::now() + p.every());
+    let state = Arc::new(Mutex::new(Schedule {
+        engine,
+        encoder,
+        live,
+        due: first + live,
+        publish,
+        last: None,
+        persist,
+        close_at,
+        last_conditions: Families::default(),
+        stopped: false,
+    }));
+    {
+        let s = lock(&state);
+        let (a, b) = (Arc::clone(&state), Arc::clone(&state));
+        s.engine.submit(first, move |r| on_tick(&a, first, r));
+        let second = s.due;
+        s.engine.submit(second, move |r| on_tick(&b, second, r));
+    }
+    Running { state }
+}
+
+/// A tick's measurements are in: publish its snapshot, add it to the window, queue the
+/// next tick, whatever happened to the first two.
+fn on_tick<E: Encode>(state: &Arc<Mutex<Schedule<E>>>, due: Instant, settled: Settled) {
+    let mut guard = lock(state);
+    let s = &mut *guard;
+    if s.stopped {
+        return;
+    }
+    let publishing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.publish_tick(due, settled);
+    }));
+    if let Err(payload) = publishing {
+        tracing::error!(
+            panic = %panic_message(payload.as_ref()),
+            "building a snapshot panicked; this tick is lost, the schedule goes on"
+        );
+    }
+    s.due = next_after(s.due, s.live, Instant::now());
+    let next = Arc::clone(state);
+    let at = s.due;
+    s.engine.submit(at, move |r| on_tick(&next, at, r));
+}
+
+impl<E: Encode> Schedule<E> {
+    fn publish_tick(&mut self, due: Instant, settled: Settled) {
+        let started = settled.started.1;
+        if self.last.as_ref().is_some_and(|last| last.taken >= started) {
+            return;
+        }
+        let snapshot = self.engine.build(settled);
+        log_changes(&mut self.last_conditions, &snapshot.families);
+        let bodies = self.encoder.encode(&snapshot, self.last.as_deref());
+        let published = Arc::new(Published {
+            snapshot,
+            taken: started,
+            due: Some(due),
+            last_success: self.engine.last_success(),
+            bodies,
+        });
+        if let Some(p) = self.persist.as_mut() {
+            p.add(&published.snapshot);
+            if let Some(at) = self.close_at
+                && published.taken >= at
+            {
+                p.close(published.snapshot.sample.taken_at);
+                self.close_at = Some(next_after(at, p.every(), published.taken));
+            }
+        }
+        self.last = Some(Arc::clone(&published));
+        self.publish.send_replace(Some(published));
+    }
+}
+
+/// The first moment `start + k * every` (k >= 1) after `now`.
+pub(crate) fn next_after(start: Instant, every: Duration, now: Instant) -> Instant {
+    let mut next = start + every;
+    if next <= now {
+        let behind = now.saturating_duration_since(next).as_nanos() / every.as_nanos().max(1);
+        next += every * u32::try_from(behind + 1).unwrap_or(u32::MAX);
+    }
+    next
+}
+
+/// How soon after start the first sample is taken: long enough for a first CPU percentage.
+pub fn first_tick_delay(live: Duration) -> Duration {
+    live.min(Duration::from_millis(500))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Condition {
+    Ok,
+    Absent,
+    Failing,
+}
+
+/// Logs a family only when its condition changes, not on every tick.
+fn log_changes(last: &mut Families<Option<Condition>>, families: &Families<FamilyState>) {
+    for ((name, state), (_, before)) in families.named().into_iter().zip(last.named_mut()) {
+        let now = match &state.error {
+            None => Condition::Ok,
+            Some(e) if e.is_absent() => Condition::Absent,
+            Some(_) => Condition::Failing,
+        };
+        let changed = match before.replace(now) {
+            Some(previous) => previous != now,
+            // The first tick: only what is not fine is worth a line.
+            None => now != Condition::Ok,
+        };
+        if !changed {
+            continue;
+        }
+        let reason = state.error.as_ref().map(|e| e.reason()).unwrap_or_default();
+        match now {
+            Condition::Ok => tracing::info!(probe = name, "probe reads again"),
+            Condition::Absent => tracing::info!(probe = name, reason, "not on this host"),
+            Condition::Failing => tracing::warn!(probe = name, reason, "probe failing"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_after_stays_on_the_grid_and_skips_what_was_missed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let cases = [
+            // (now after t0, expected next after t0)
+            (ms(0), ms(100)),
+            (ms(99), ms(100)),
+            (ms(100), ms(200)),
+            (ms(180), ms(200)),
+            (ms(1_050), ms(1_100)),
+        ];
+        for (now, expected) in cases {
+            assert_eq!(next_after(t0, ms(100), t0 + now), t0 + expected, "now {now:?}");
+        }
+    }
+}
