@@ -114,7 +114,6 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         format!("METRICS_LISTEN={listen}"),
         "METRICS_INTERVAL_LIVE=0.5".into(),
         "METRICS_INTERVAL_PERSIST=1".into(),
-        "METRICS_HOST=smoke-host".into(),
         "METRICS_ROOTFS=/host".into(),
         "METRICS_PROCFS=/host/proc".into(),
         "METRICS_SYSFS=/host/sys".into(),
@@ -176,11 +175,16 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
     if total != host_total {
         bail!("/metrics disk.total is {total}, the host's / is {host_total}: not the host's disk");
     }
+    // Without METRICS_HOST, as compose runs it: the rows carry the host's own name.
+    let host_name = std::fs::read_to_string("/etc/hostname")
+        .context("reading this host's /etc/hostname")?
+        .trim()
+        .to_owned();
     wait_for("rows in metrics_cpu", Duration::from_secs(30), || {
         Ok(psql(
             port,
             "smoke",
-            "SELECT count(*) FROM metrics_cpu WHERE host = 'smoke-host'",
+            &format!("SELECT count(*) FROM metrics_cpu WHERE host = '{host_name}'"),
         )?
         .parse::<u64>()
         .unwrap_or(0)
@@ -204,10 +208,10 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
     for arg in run.iter_mut() {
         if *arg == "METRICS_INTERVAL_PERSIST=1" {
             *arg = "METRICS_INTERVAL_PERSIST=600";
-        } else if *arg == "METRICS_HOST=smoke-host" {
-            *arg = "METRICS_HOST=smoke-flush";
         }
     }
+    let image_at = run.len() - 1;
+    run.splice(image_at..image_at, ["-e", "METRICS_HOST=smoke-flush"]);
     docker(&run)?;
     wait_for(
         "three samples in the long window",

@@ -130,6 +130,25 @@ fn lower_crates_never_depend_on_a_runtime_http_or_sql() {
 }
 
 #[test]
+fn compose_keeps_the_service_internal_and_learns_the_host_name() {
+    let compose = std::fs::read_to_string(root().join("deploy/docker-compose.yml")).unwrap();
+    let active: Vec<&str> = compose
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        !active.iter().any(|l| l.trim() == "ports:"),
+        "deploy/docker-compose.yml publishes a port: the service is internal, publishing \
+         it is the operator's choice (commented, on 127.0.0.1)"
+    );
+    assert!(
+        !active.iter().any(|l| l.contains("METRICS_HOST")),
+        "deploy/docker-compose.yml sets METRICS_HOST: a fallback there names every machine \
+         alike; unset, the service reads the host's own name under METRICS_ROOTFS"
+    );
+}
+
+#[test]
 fn every_member_uses_the_workspace_lints_and_is_unpublished() {
     for member in members() {
         let manifest = std::fs::read_to_string(root().join(&member).join("Cargo.toml")).unwrap();
