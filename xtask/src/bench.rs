@@ -8,6 +8,10 @@
 //! reports medians: on a noisy 2-core VM one round can be off by 20 %.
 //! Prints a markdown table with the ratios ours / baseline and the issue's goals.
 //!
+//! Then (`--hang-secs`, default 120; 0 skips it) the cost of a hang that is over: our
+//! service with its disk on a FUSE mount, idle before the mount hangs and again after it
+//! comes back (`bench/hang.rs`), beside the raw-read floor in each window.
+//!
 //! Both servers are stopped by PID at the end, also on error (a guard's `Drop`). Every wait
 //! is bounded in time. Raw `wrk` outputs and server logs stay in `<target>/bench/<time>/`.
 
@@ -24,13 +28,17 @@ use anyhow::{Context, bail};
 
 use crate::util::{self, cargo};
 
+mod hang;
+
 const USAGE: &str =
     "usage: cargo xtask bench [--idle-secs N] [--duration N] [--rounds N] [--interval S]
   --idle-secs N   idle window for RSS and CPU, seconds (default 180: three minutes of ticks, because
                   this kind of VM's floor moves by half from one minute to the next)
   --duration N    seconds of the measured wrk -c64 run (default 10; the c1 run is min(N, 5))
   --rounds N      load rounds per server, order alternating, medians reported (default 3)
-  --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)";
+  --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)
+  --hang-secs N   each idle window before and after a released hang, seconds (default 120;
+                  0 skips that part; needs bindfs)";
 
 /// How long a server may take to answer its first 200.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -53,6 +61,7 @@ struct Options {
     duration: u64,
     interval: String,
     rounds: usize,
+    hang_secs: u64,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -61,6 +70,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         duration: 10,
         interval: "5".to_owned(),
         rounds: 3,
+        hang_secs: 120,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -87,6 +97,12 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         match flag {
             "--idle-secs" => options.idle_secs = seconds(value()?)?,
             "--duration" => options.duration = seconds(value()?)?,
+            "--hang-secs" => {
+                let v = value()?;
+                options.hang_secs = v
+                    .parse()
+                    .with_context(|| format!("--hang-secs {v:?}: expected whole seconds"))?;
+            }
             "--rounds" => {
                 let v = value()?;
                 match v.parse::<usize>() {
@@ -271,7 +287,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let [ours, bare] = figures.as_slice() else {
         bail!("expected figures for two servers");
     };
-    let report = report(&options, c1_secs, ours, bare, &per_round, floor_ms_per_min);
+    let mut report = report(&options, c1_secs, ours, bare, &per_round, floor_ms_per_min);
+    if options.hang_secs > 0 {
+        let hang = hang::measure(&options, &ours_bin, &floor_bin, &out)?;
+        report.push_str(&hang.report(&options));
+    }
     std::fs::write(out.join("table.md"), &report)
         .with_context(|| format!("writing {}", out.join("table.md").display()))?;
     print_report(&report);

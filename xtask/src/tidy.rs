@@ -96,11 +96,23 @@ fn lower_crates_never_depend_on_a_runtime_http_or_sql() {
     let rules: &[(&str, &[&str])] = &[
         (
             "crates/probes",
-            &["tokio", "hyper", "serde_json", "tokio-postgres", "deadpool-postgres"],
+            &[
+                "tokio",
+                "hyper",
+                "serde_json",
+                "tokio-postgres",
+                "deadpool-postgres",
+            ],
         ),
         (
             "crates/gpu",
-            &["tokio", "hyper", "serde_json", "tokio-postgres", "deadpool-postgres"],
+            &[
+                "tokio",
+                "hyper",
+                "serde_json",
+                "tokio-postgres",
+                "deadpool-postgres",
+            ],
         ),
         (
             // tokio for its sync channels only: the engine runs no runtime.

@@ -43,7 +43,10 @@ pub(crate) fn serve(config: Config) -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     // First, before anything can hang: a signal from now on is a clean stop.
     let mut signals = Signals::install();
-    tracing::debug!(gpu = config.gpu.as_str(), "signals caught; discovering the GPU");
+    tracing::debug!(
+        gpu = config.gpu.as_str(),
+        "signals caught; discovering the GPU"
+    );
     let discovery = tokio::task::spawn_blocking({
         let (choice, roots) = (config.gpu, config.roots.clone());
         move || sampler::discover_gpu(choice, &roots, GPU_DISCOVERY_DEADLINE)
@@ -137,7 +140,9 @@ async fn run(config: Config) -> ExitCode {
     // flushes its queue within its own deadline while the server drains.
     running.stop();
     if let Some(writer) = writer
-        && tokio::time::timeout(WRITER_STOP_BOUND, writer).await.is_err()
+        && tokio::time::timeout(WRITER_STOP_BOUND, writer)
+            .await
+            .is_err()
     {
         tracing::warn!("the database writer did not finish in time; windows not written are lost");
     }
@@ -204,7 +209,10 @@ fn start_store(config: &Config) -> Result<Option<Store>, store::Error> {
     let store_config = store_config(config, pg);
     let mask = |text: &str| pg.password.mask(text);
     tracing::info!(
-        host = mask(&pg.host), port = pg.port, user = mask(&pg.user), db = mask(&pg.dbname),
+        host = mask(&pg.host),
+        port = pg.port,
+        user = mask(&pg.user),
+        db = mask(&pg.dbname),
         persist_s = config.persist_interval.as_secs_f64(),
         retention_days = config.retention.as_secs_f64() / 86_400.0,
         queue_windows = store_config.queue_capacity(),

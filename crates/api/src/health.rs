@@ -80,9 +80,7 @@ fn database_wire(status: Option<&WriterStatus>) -> DatabaseWire<'_> {
             "unreachable",
             Some(s.last_error.as_deref().unwrap_or("connecting")),
         ),
-        WriterState::Unreachable | WriterState::Stopped => {
-            ("unreachable", s.last_error.as_deref())
-        }
+        WriterState::Unreachable | WriterState::Stopped => ("unreachable", s.last_error.as_deref()),
     };
     DatabaseWire {
         state,

@@ -54,9 +54,11 @@ fn options() -> Result<Options, String> {
                     .and_then(|v| v.parse().ok())
                     .ok_or("--rounds: expected a count")?;
             }
-            other => o
-                .limits
-                .push(other.parse().map_err(|_| format!("{other:?}: expected a threshold"))?),
+            other => o.limits.push(
+                other
+                    .parse()
+                    .map_err(|_| format!("{other:?}: expected a threshold"))?,
+            ),
         }
     }
     Ok(o)
@@ -100,7 +102,11 @@ fn main() -> ExitCode {
             ("cpu %", s.sample.cpu_percent.clone(), limit(0, 90.0)),
             ("ram %", ram(&s), limit(1, 90.0)),
             ("disk %", disk(&s), limit(2, 90.0)),
-            ("°C", s.temperature().ok_or_else(|| why_no_temperature(&s)), limit(3, 85.0)),
+            (
+                "°C",
+                s.temperature().ok_or_else(|| why_no_temperature(&s)),
+                limit(3, 85.0),
+            ),
         ];
         over = false;
         for (name, reading, threshold) in checks {

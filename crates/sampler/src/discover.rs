@@ -138,14 +138,10 @@ mod tests {
         let release = Arc::new(Barrier::new(2));
         let gate = Arc::clone(&release);
         let started = Instant::now();
-        let mut backend = discover_with(
-            BackendKind::Nvml,
-            Duration::from_millis(50),
-            move || {
-                gate.wait();
-                Ok(Box::new(gpu::NoGpu::new("found nothing, late")))
-            },
-        )
+        let mut backend = discover_with(BackendKind::Nvml, Duration::from_millis(50), move || {
+            gate.wait();
+            Ok(Box::new(gpu::NoGpu::new("found nothing, late")))
+        })
         .unwrap();
         assert!(
             started.elapsed() < Duration::from_secs(5),

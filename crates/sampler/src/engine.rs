@@ -137,11 +137,17 @@ impl Engine {
                 read_task(&tick, &self.cpu, d, |t| &mut t.cpu, read_probe),
                 read_task(&tick, &self.memory, d, |t| &mut t.memory, read_probe),
                 read_task(&tick, &self.thermal, d, |t| &mut t.thermal, read_probe),
-                read_task(&tick, &self.gpu, d, |t| &mut t.gpu, move |g| {
-                    let sample = g.sample();
-                    gpu_kind.store(kind_code(sample.backend), Ordering::Relaxed);
-                    Ok(sample)
-                }),
+                read_task(
+                    &tick,
+                    &self.gpu,
+                    d,
+                    |t| &mut t.gpu,
+                    move |g| {
+                        let sample = g.sample();
+                        gpu_kind.store(kind_code(sample.backend), Ordering::Relaxed);
+                        Ok(sample)
+                    },
+                ),
                 read_task(&tick, &self.disk, d, |t| &mut t.disk, read_probe),
             ],
         );

@@ -164,7 +164,9 @@ mod tests {
         let now = view.now();
         assert_eq!(now.state, WriterState::Stopped);
         assert!(
-            now.last_error.as_deref().is_some_and(|e| e.contains("stopped")),
+            now.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("stopped")),
             "{now:?}"
         );
     }

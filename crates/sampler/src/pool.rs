@@ -501,14 +501,14 @@ mod tests {
                     },
                     || {},
                 ),
-                task(
-                    Duration::from_secs(5),
-                    move || ran.send(()).unwrap(),
-                    || {},
-                ),
+                task(Duration::from_secs(5), move || ran.send(()).unwrap(), || {}),
             ],
         );
-        assert_eq!(seen.recv_timeout(WAIT), Ok(()), "a spare ran the task behind");
+        assert_eq!(
+            seen.recv_timeout(WAIT),
+            Ok(()),
+            "a spare ran the task behind"
+        );
         let stats = pool.stats();
         assert_eq!((stats.threads, stats.stuck), (2, 1), "{stats:?}");
         // As the schedule does: the next tick is always queued, so no thread is ever

@@ -244,7 +244,11 @@ mod tests {
             (ms(1_050), ms(1_100)),
         ];
         for (now, expected) in cases {
-            assert_eq!(next_after(t0, ms(100), t0 + now), t0 + expected, "now {now:?}");
+            assert_eq!(
+                next_after(t0, ms(100), t0 + now),
+                t0 + expected,
+                "now {now:?}"
+            );
         }
     }
 }

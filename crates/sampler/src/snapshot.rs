@@ -86,8 +86,11 @@ pub trait Encode: Send + 'static {
 
     /// The bodies of `snapshot`; `previous` is the last one published, whose parts may be
     /// reused where nothing changed.
-    fn encode(&mut self, snapshot: &Snapshot, previous: Option<&Published<Self::Bodies>>)
-    -> Self::Bodies;
+    fn encode(
+        &mut self,
+        snapshot: &Snapshot,
+        previous: Option<&Published<Self::Bodies>>,
+    ) -> Self::Bodies;
 }
 
 /// For users of the engine that serve nothing (tests, the self-healing agent's loop).

@@ -189,7 +189,10 @@ fn a_bad_value_holding_the_password_shows_stars_instead() {
         ("POSTGRES_PASSWORD", "hunter2"),
         ("METRICS_LISTEN", "hunter2:9100"),
     ]);
-    assert!(line.starts_with("METRICS_LISTEN=\"***:9100\": expected"), "{line}");
+    assert!(
+        line.starts_with("METRICS_LISTEN=\"***:9100\": expected"),
+        "{line}"
+    );
 }
 
 proptest::proptest! {
@@ -248,7 +251,11 @@ proptest::proptest! {
 fn the_host_name_comes_from_the_hosts_root_in_a_container() {
     let root = testkit::TempDir::new("rootfs");
     std::fs::create_dir_all(root.0.join("etc")).unwrap();
-    std::fs::write(root.0.join("etc/hostname"), "# set by the installer\n\nedge-07\n").unwrap();
+    std::fs::write(
+        root.0.join("etc/hostname"),
+        "# set by the installer\n\nedge-07\n",
+    )
+    .unwrap();
     let c = config(&[("METRICS_ROOTFS", root.0.to_str().unwrap())]).unwrap();
     assert_eq!(c.host, "edge-07");
     let c = config(&[
@@ -258,7 +265,10 @@ fn the_host_name_comes_from_the_hosts_root_in_a_container() {
     .unwrap();
     assert_eq!(c.host, "named-by-hand", "METRICS_HOST wins");
     // On the host itself the kernel's name; a root without the file falls back to it.
-    let kernel = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let kernel = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(config(&[]).unwrap().host, kernel);
     let bare = testkit::TempDir::new("rootfs-bare");
     let c = config(&[("METRICS_ROOTFS", bare.0.to_str().unwrap())]).unwrap();

@@ -71,7 +71,10 @@ fn a_hung_gpu_driver_neither_blocks_start_up_nor_the_signals() {
         "{g}"
     );
     let h = svc.json("/health");
-    assert_eq!(h["probes"]["gpu"]["state"], "error", "a hung driver is a fault: {h}");
+    assert_eq!(
+        h["probes"]["gpu"]["state"], "error",
+        "a hung driver is a fault: {h}"
+    );
     assert_eq!(h["probes"]["cpu"]["state"], "ok", "{h}");
     assert!(get(svc.addr, "/metrics").json()["cpu"].is_f64());
     let asked = Instant::now();
@@ -92,7 +95,11 @@ fn sigterm_during_a_dns_lookup_that_never_returns_exits_0_in_time() {
         .unwrap();
     let dir = TempDir::new("dns");
     let resolv = dir.0.join("resolv.conf");
-    std::fs::write(&resolv, "nameserver 127.0.0.77\noptions timeout:30 attempts:3\n").unwrap();
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:30 attempts:3\n",
+    )
+    .unwrap();
     let mut wrapped = command_of(
         "unshare",
         &dir.0,

@@ -141,7 +141,11 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
 fn service_end_open(service: std::net::SocketAddr, client: std::net::SocketAddr) -> bool {
     let hex = |a: std::net::SocketAddr| match a {
         std::net::SocketAddr::V4(v4) => {
-            format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port())
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v4.ip().octets()),
+                v4.port()
+            )
         }
         std::net::SocketAddr::V6(_) => panic!("an IPv4 loopback test"),
     };
@@ -177,9 +181,11 @@ fn a_client_that_pipelines_and_never_reads_gives_its_connection_back_after_30_s(
     // Others are served meanwhile.
     assert_eq!(get(svc.addr, "/metrics").status, 200);
     // 30 s after its last byte went out, the service closes its end.
-    wait_for(Duration::from_secs(60), "the stalled connection to close", || {
-        (!service_end_open(svc.addr, client)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the stalled connection to close",
+        || (!service_end_open(svc.addr, client)).then_some(()),
+    );
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_secs(29),

@@ -79,9 +79,11 @@ fn a_hung_disk_mount_nulls_only_disk_and_the_loop_keeps_its_pace() {
         names.sort();
         names
     };
-    wait_for(Duration::from_secs(5), "the threads of before the hang", || {
-        (engine_threads(svc.threads()) == engine_threads(before.clone())).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(5),
+        "the threads of before the hang",
+        || (engine_threads(svc.threads()) == engine_threads(before.clone())).then_some(()),
+    );
     // ...and an idle tick wakes one thread once again: over ten ticks, one probe thread
     // woke about once per tick (twice: the statvfs of a FUSE mount waits for its daemon),
     // the watchdog not at all.
@@ -106,5 +108,8 @@ fn a_hung_disk_mount_nulls_only_disk_and_the_loop_keeps_its_pace() {
         woke <= 2 * ticks + 2,
         "the probe thread woke {woke} times in {ticks} ticks"
     );
-    assert_eq!(watchdog1, watchdog0, "the watchdog woke with nothing overrunning");
+    assert_eq!(
+        watchdog1, watchdog0,
+        "the watchdog woke with nothing overrunning"
+    );
 }

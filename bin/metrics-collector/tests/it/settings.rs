@@ -146,7 +146,9 @@ fn a_malformed_dotenv_line_stops_start_up_without_showing_the_password() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains(".env") && stderr.contains("line 2") && stderr.contains("POSTGRES_PASSWORD"),
+        stderr.contains(".env")
+            && stderr.contains("line 2")
+            && stderr.contains("POSTGRES_PASSWORD"),
         "names the file, the line and the variable: {stderr}"
     );
     assert!(

@@ -42,7 +42,10 @@ async fn start_with(limits: Limits, database: bool) -> Api {
     let (latest, latest_rx) = watch::channel(None);
     let (db_tx, view) = if database {
         let (tx, rx) = watch::channel(WriterStatus::default());
-        (Some(tx), Some(DatabaseView::new(rx, LostWindows::default())))
+        (
+            Some(tx),
+            Some(DatabaseView::new(rx, LostWindows::default())),
+        )
     } else {
         (None, None)
     };
@@ -192,7 +195,10 @@ async fn an_unreachable_database_degrades_health_and_says_why() {
     api.latest
         .send_replace(Some(published(snapshot(1, disk_ok()), now, Some(now))));
     let (_, h) = get(api.addr, "/health").await;
-    assert_eq!(h["database"]["state"], "unreachable", "still connecting: {h}");
+    assert_eq!(
+        h["database"]["state"], "unreachable",
+        "still connecting: {h}"
+    );
     assert_eq!(h["database"]["error"], "connecting");
     let db = api.database.as_ref().unwrap();
     db.send_replace(WriterStatus {

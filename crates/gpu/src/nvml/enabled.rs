@@ -383,7 +383,10 @@ mod tests {
         // Within the back-off it does not try again...
         let backoff = n.retry_in;
         let _ = n.sample();
-        assert_eq!(n.retry_in, backoff, "no attempt before the back-off has passed");
+        assert_eq!(
+            n.retry_in, backoff,
+            "no attempt before the back-off has passed"
+        );
         // ...once it has passed, the next sample opens the library again: it works now
         // (a machine with a GPU), or fails afresh and the back-off doubles.
         n.retry_at = Instant::now();

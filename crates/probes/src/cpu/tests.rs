@@ -115,20 +115,36 @@ fn a_counter_stepping_back_gives_no_percentage() {
 fn the_probe_reports_a_step_back_then_measures_from_the_new_counters() {
     let dir = std::env::temp_dir().join(format!("probes-cpu-back-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("stat"), "cpu 100 0 0 900 0 0 0 0 0 0
-").unwrap();
+    std::fs::write(
+        dir.join("stat"),
+        "cpu 100 0 0 900 0 0 0 0 0 0
+",
+    )
+    .unwrap();
     let mut cpu = Cpu::new(&dir);
     // A CPU goes offline: its idle time leaves the aggregate.
-    std::fs::write(dir.join("stat"), "cpu 150 0 0 500 0 0 0 0 0 0
-").unwrap();
+    std::fs::write(
+        dir.join("stat"),
+        "cpu 150 0 0 500 0 0 0 0 0 0
+",
+    )
+    .unwrap();
     let err = crate::Unavailable::from(cpu.read().unwrap_err()).to_string();
     assert!(
         err.contains("idle counter went backwards (900 -> 500") && err.contains("/stat"),
         "{err}"
     );
-    std::fs::write(dir.join("stat"), "cpu 160 0 0 590 0 0 0 0 0 0
-").unwrap();
-    assert_eq!(cpu.read().unwrap(), 10.0, "the next interval is measured again");
+    std::fs::write(
+        dir.join("stat"),
+        "cpu 160 0 0 590 0 0 0 0 0 0
+",
+    )
+    .unwrap();
+    assert_eq!(
+        cpu.read().unwrap(),
+        10.0,
+        "the next interval is measured again"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

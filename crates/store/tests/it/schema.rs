@@ -192,12 +192,18 @@ async fn the_original_services_tables_keep_their_rows_and_age_them_out_like_ours
         kept("SELECT count(*) FROM metrics_cpu WHERE host = '' AND value = 13").await,
         1
     );
-    assert_eq!(kept("SELECT count(*) FROM metrics_cpu WHERE host = ''").await, 1);
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_cpu WHERE host = ''").await,
+        1
+    );
     assert_eq!(
         kept("SELECT count(*) FROM metrics_temperature WHERE host = ''").await,
         1
     );
-    assert_eq!(kept("SELECT count(*) FROM metrics_disk WHERE host = ''").await, 1);
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_disk WHERE host = ''").await,
+        1
+    );
     // Both hosts' rows of the same instant, ours with its reading below zero.
     assert_eq!(
         kept("SELECT count(*) FROM metrics_cpu WHERE host IN ('test-host', 'other-host')").await,
