@@ -198,13 +198,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
 
     // The idle floor: the raw reads of a sample on the same schedule, in the same window.
-    let floor = Floor(
-        Command::new(&floor_bin)
-            .arg(&options.interval)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting raw_floor")?,
-    );
+    let floor = Floor::start(&floor_bin, &options.interval)?;
 
     // Idle: all at once, nothing requesting.
     std::thread::sleep(SETTLE);
@@ -231,6 +225,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let pid = server.pid();
         let ticks = cpu_ticks(pid)?.saturating_sub(ticks0);
         let sched1 = sched_ns(pid)?;
+        eprintln!(
+            "xtask: {} idle, by thread: {}",
+            server.name,
+            by_thread(pid, &sched0, &sched1)
+        );
         // Threads alive at the end; one born during the window counts from 0. Threads that
         // exited during the window are missing here (they are in the tick figure).
         let ns: u64 = sched1
@@ -557,6 +556,18 @@ fn report(
 /// The `raw_floor` process, killed when the measurement is over or fails.
 struct Floor(Child);
 
+impl Floor {
+    /// The raw reads of a sample every `interval` seconds, as our service's ticks.
+    fn start(bin: &Path, interval: &str) -> anyhow::Result<Self> {
+        let child = Command::new(bin)
+            .arg(interval)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting raw_floor")?;
+        Ok(Self(child))
+    }
+}
+
 impl Drop for Floor {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -806,6 +817,37 @@ fn sched_ns(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
         }
     }
     Ok(times)
+}
+
+/// Where a window's CPU went, thread by thread (`probe 2.10 ms, probe-watchdog 0.00 ms,
+/// ...`), for the log: the figure alone does not say which thread woke.
+fn by_thread(pid: u32, before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> String {
+    let mut rows: Vec<(u32, String, f64)> = after
+        .iter()
+        .map(|(tid, end)| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .map_or_else(|_| "?".to_owned(), |n| n.trim().to_owned());
+            let ms = end.saturating_sub(before.get(tid).copied().unwrap_or(0)) as f64 / 1e6;
+            (*tid, name, ms)
+        })
+        .collect();
+    rows.sort_by_key(|(tid, _, _)| *tid);
+    let gone = before.keys().filter(|t| !after.contains_key(t)).count();
+    let mut text: Vec<String> = rows
+        .into_iter()
+        .map(|(tid, name, ms)| {
+            let born = if before.contains_key(&tid) {
+                ""
+            } else {
+                " (born)"
+            };
+            format!("{name} {ms:.2} ms{born}")
+        })
+        .collect();
+    if gone > 0 {
+        text.push(format!("{gone} thread(s) ended"));
+    }
+    text.join(", ")
 }
 
 /// A numeric field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`).

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 
 use crate::docker::{self, IMAGE};
 use crate::pg;
+use crate::util;
 
 const NAME: &str = "metrics-collector-smoke";
 
@@ -75,16 +76,9 @@ fn psql(port: u16, db: &str, sql: &str) -> anyhow::Result<String> {
 fn wait_for(
     what: &str,
     timeout: Duration,
-    mut f: impl FnMut() -> anyhow::Result<bool>,
+    ready: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
+    util::wait_for(what, timeout, Duration::from_millis(250), ready)
 }
 
 /// Removes the container whatever happens.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -28,6 +29,23 @@ pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
         bail!("{shown} failed ({status})");
     }
     Ok(())
+}
+
+/// Polls `ready` every `every` until it says yes; an error once `within` has passed.
+pub(crate) fn wait_for(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if ready()? {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+    bail!("timed out after {within:?} waiting for {what}")
 }
 
 /// True when `program` is on PATH.

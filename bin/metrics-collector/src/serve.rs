@@ -47,10 +47,23 @@ async fn run(config: Config) -> ExitCode {
         gpu = config.gpu.as_str(),
         "signals caught; discovering the GPU"
     );
-    let discovery = tokio::task::spawn_blocking({
+    // Waited for on a thread of its own that ends with it (not the runtime's blocking
+    // pool, whose idle threads linger), while signals are heard.
+    let (found, discovery) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("gpu-wait".into()).spawn({
         let (choice, roots) = (config.gpu, config.roots.clone());
-        move || sampler::discover_gpu(choice, &roots, GPU_DISCOVERY_DEADLINE)
+        move || {
+            let _ = found.send(sampler::discover_gpu(
+                choice,
+                &roots,
+                GPU_DISCOVERY_DEADLINE,
+            ));
+        }
     });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start GPU discovery");
+        return ExitCode::FAILURE;
+    }
     let gpu = tokio::select! {
         found = discovery => match found {
             Ok(Ok(gpu)) => gpu,
@@ -62,8 +75,8 @@ async fn run(config: Config) -> ExitCode {
                 );
                 return ExitCode::from(crate::cli::BAD_SETTING);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "GPU discovery failed");
+            Err(_) => {
+                tracing::error!("GPU discovery ended without an answer");
                 return ExitCode::FAILURE;
             }
         },

@@ -124,16 +124,9 @@ fn disk_state(port: u16) -> String {
 fn wait(
     what: &str,
     within: Duration,
-    mut ok: impl FnMut() -> anyhow::Result<bool>,
+    ready: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if ok()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("timed out after {within:?} waiting for {what}")
+    util::wait_for(what, within, Duration::from_millis(100), ready)
 }
 
 /// Voluntary context switches of the threads named `probe` (each wait they return from is
@@ -165,20 +158,22 @@ fn probe_wakeups(pid: u32) -> anyhow::Result<(u64, usize)> {
 }
 
 fn window(pid: u32, port: u16, floor_bin: &Path, options: &Options) -> anyhow::Result<Window> {
-    let floor = Floor(
-        Command::new(floor_bin)
-            .arg(&options.interval)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting raw_floor")?,
-    );
+    let floor = Floor::start(floor_bin, &options.interval)?;
     std::thread::sleep(SETTLE);
     let secs = Duration::from_secs(options.hang_secs);
+    // The HTTP calls that count ticks fall outside the CPU figures (they wake the
+    // service's HTTP workers); at most one tick of a window may fall between them.
+    let seq0 = sample_seq(port)?;
     let (ours0, floor0) = (sched_ns(pid)?, sched_ns(floor.0.id())?);
-    let (seq0, (woke0, _)) = (sample_seq(port)?, probe_wakeups(pid)?);
+    let (woke0, _) = probe_wakeups(pid)?;
     std::thread::sleep(secs);
-    let (seq1, (woke1, probe_threads)) = (sample_seq(port)?, probe_wakeups(pid)?);
+    let (woke1, probe_threads) = probe_wakeups(pid)?;
     let (ours1, floor1) = (sched_ns(pid)?, sched_ns(floor.0.id())?);
+    let seq1 = sample_seq(port)?;
+    eprintln!(
+        "xtask: hang: idle by thread: {}",
+        super::by_thread(pid, &ours0, &ours1)
+    );
     let spent = |a: &std::collections::HashMap<u32, u64>,
                  b: &std::collections::HashMap<u32, u64>| {
         b.iter()
