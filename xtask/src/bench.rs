@@ -213,7 +213,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .map(|s| Ok((cpu_ticks(s.pid())?, sched_ns(s.pid())?)))
         .collect::<anyhow::Result<_>>()?;
     let floor_before: u64 = sched_ns(floor.0.id())?.values().sum();
-    std::thread::sleep(idle);
+    let ticks = watch_ticks(&[servers.0[0].pid(), floor.0.id()], idle)?;
     let floor_ns = sched_ns(floor.0.id())?
         .values()
         .sum::<u64>()
@@ -287,6 +287,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("expected figures for two servers");
     };
     let mut report = report(&options, c1_secs, ours, bare, &per_round, floor_ms_per_min);
+    report.push_str(&typical_ticks(&options, &ticks));
     if options.hang_secs > 0 {
         let hang = hang::measure(&options, &ours_bin, &floor_bin, &out)?;
         report.push_str(&hang.report(&options));
@@ -551,6 +552,59 @@ fn report(
         cpu / floor_ms_per_min
     );
     s
+}
+
+/// How often the idle window looks at the processes' CPU time: far shorter than the
+/// interval, far longer than a tick's work, so each tick's work lands in one look.
+const TICK_WATCH: Duration = Duration::from_millis(50);
+
+/// Watches `pids` for `window`, every [`TICK_WATCH`]; for each, the CPU time (ns) of every
+/// look in which it ran: its ticks, one by one.
+fn watch_ticks(pids: &[u32], window: Duration) -> anyhow::Result<Vec<Vec<u64>>> {
+    let total = |pid: u32| -> anyhow::Result<u64> { Ok(sched_ns(pid)?.values().sum()) };
+    let mut last: Vec<u64> = pids
+        .iter()
+        .map(|p| total(*p))
+        .collect::<anyhow::Result<_>>()?;
+    let mut ticks = vec![Vec::new(); pids.len()];
+    let started = Instant::now();
+    while started.elapsed() < window {
+        std::thread::sleep(TICK_WATCH.min(window.saturating_sub(started.elapsed())));
+        for (i, pid) in pids.iter().enumerate() {
+            let now = total(*pid)?;
+            // A thread that ended takes its time along: that look is not a tick's.
+            if now > last[i] {
+                ticks[i].push(now - last[i]);
+            }
+            last[i] = now;
+        }
+    }
+    Ok(ticks)
+}
+
+/// The typical idle tick, ours and the floor's: the median of the looks in which each ran.
+/// A tick the hypervisor stole time from (this VM's noise) moves the mean, not the median.
+fn typical_ticks(options: &Options, ticks: &[Vec<u64>]) -> String {
+    let (Some(ours), Some(floor)) = (ticks.first(), ticks.get(1)) else {
+        return String::new();
+    };
+    let us = |v: &[u64]| median(v.iter().map(|ns| *ns as f64 / 1e3));
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / 1e3 / v.len().max(1) as f64;
+    let per_min = 60.0 / options.interval.parse::<f64>().unwrap_or(5.0);
+    format!(
+        "
+idle ticks one by one (the window looked every {} ms): ours {} ticks, median {:.0} µs          (mean {:.0}), i.e. {:.2} ms/min at the median; the floor {} ticks, median {:.0} µs          (mean {:.0}), {:.2} ms/min
+",
+        TICK_WATCH.as_millis(),
+        ours.len(),
+        us(ours),
+        mean(ours),
+        us(ours) * per_min / 1e3,
+        floor.len(),
+        us(floor),
+        mean(floor),
+        us(floor) * per_min / 1e3,
+    )
 }
 
 /// The `raw_floor` process, killed when the measurement is over or fails.

@@ -14,6 +14,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ensure_tool("bindfs", "bindfs")?;
     ensure_tool("fusermount", "fuse3")?;
     ensure_tool("prlimit", "util-linux")?;
+    // A name server that never answers is reached through a mount namespace of the test's
+    // own (unshare), and a stand-in NVML library whose initialisation hangs is compiled (cc).
+    ensure_tool("unshare", "util-linux")?;
+    ensure_tool("cc", "gcc")?;
     // The store's tests need a real PostgreSQL; each makes its own database on it.
     let cluster = pg::start("test")?;
     util::run(
