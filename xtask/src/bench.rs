@@ -592,9 +592,9 @@ fn typical_ticks(options: &Options, ticks: &[Vec<u64>]) -> String {
     let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / 1e3 / v.len().max(1) as f64;
     let per_min = 60.0 / options.interval.parse::<f64>().unwrap_or(5.0);
     format!(
-        "
-idle ticks one by one (the window looked every {} ms): ours {} ticks, median {:.0} µs          (mean {:.0}), i.e. {:.2} ms/min at the median; the floor {} ticks, median {:.0} µs          (mean {:.0}), {:.2} ms/min
-",
+        "\nidle ticks one by one (the window looked every {} ms): ours {} ticks, median {:.0} µs \
+         (mean {:.0}), i.e. {:.2} ms/min at the median; the floor {} ticks, median {:.0} µs \
+         (mean {:.0}), {:.2} ms/min\n",
         TICK_WATCH.as_millis(),
         ours.len(),
         us(ours),
