@@ -8,8 +8,16 @@ use crate::harness::{Service, TempDir, command, wait_for};
 
 /// Runs the binary with `env` and returns its exit code and standard error.
 fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
-    let dir = TempDir::new("bad");
-    let mut child = command(&dir.0, env)
+    run_to_exit_in(&TempDir::new("bad").0, env, args)
+}
+
+/// As `run_to_exit`, in `dir` (where a `.env` may wait).
+fn run_to_exit_in(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let mut child = command(dir, env)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -80,13 +88,8 @@ fn an_unknown_argument_exits_2() {
 fn a_bad_setting_in_dotenv_is_reported_the_same_way() {
     let dir = TempDir::new("dotenv-bad");
     std::fs::write(dir.0.join(".env"), "METRICS_INTERVAL_LIVE=soon\n").unwrap();
-    let mut child = command(&dir.0, &[]).stderr(Stdio::piped()).spawn().unwrap();
-    let status = wait_for(Duration::from_secs(10), "exit", || {
-        child.try_wait().unwrap()
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2));
+    let (code, stderr) = run_to_exit_in(&dir.0, &[], &[]);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("METRICS_INTERVAL_LIVE=\"soon\""),
         "{stderr}"
@@ -137,13 +140,8 @@ fn a_malformed_dotenv_line_stops_start_up_without_showing_the_password() {
         "POSTGRES_HOST=db\nPOSTGRES_PASSWORD=two words\n",
     )
     .unwrap();
-    let mut child = command(&dir.0, &[]).stderr(Stdio::piped()).spawn().unwrap();
-    let status = wait_for(Duration::from_secs(10), "exit", || {
-        child.try_wait().unwrap()
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_to_exit_in(&dir.0, &[], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(".env")
