@@ -28,7 +28,7 @@ impl Handle {
     /// Queues a closed window; `false` if the writer could not take it (its inbox is full,
     /// or it has ended).
     pub fn send(&self, window: Window) -> bool {
-        self.tx.try_send(window).is_ok()
+        sampler::WindowSink::offer(self, window).is_ok()
     }
 }
 
