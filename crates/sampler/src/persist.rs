@@ -4,14 +4,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::{Snapshot, WindowBuilder, window::Window};
+use crate::window::Window;
 
 /// Where closed windows go. `offer` never waits: it takes the window or gives it back.
 pub trait WindowSink: Send + 'static {
+    // A window is a few hundred bytes, moved once per persist interval: boxing it would
+    // buy nothing.
+    #[allow(clippy::result_large_err)]
     fn offer(&self, window: Window) -> Result<(), Window>;
 }
 
@@ -30,12 +33,11 @@ impl LostWindows {
     }
 }
 
-/// The engine's side of persistence: the open window, its length, and where it goes.
+/// The engine's side of persistence: the window length, and where closed windows go.
 pub struct Persist {
     sink: Box<dyn WindowSink>,
     every: Duration,
     lost: LostWindows,
-    window: WindowBuilder,
 }
 
 impl std::fmt::Debug for Persist {
@@ -54,7 +56,6 @@ impl Persist {
             sink: Box::new(sink),
             every,
             lost: LostWindows::default(),
-            window: WindowBuilder::default(),
         }
     }
 
@@ -67,16 +68,9 @@ impl Persist {
         self.lost.clone()
     }
 
-    pub(crate) fn add(&mut self, s: &Snapshot) {
-        self.window
-            .add(&s.sample, s.gpu.mean_utilization(), s.temperature());
-    }
-
-    /// Closes the open window at `at` and offers it to the sink without waiting.
-    pub(crate) fn close(&mut self, at: SystemTime) {
-        if let Some(window) = self.window.close(at)
-            && self.sink.offer(window).is_err()
-        {
+    /// Offers a closed window to the sink without waiting.
+    pub(crate) fn offer(&mut self, window: Window) {
+        if self.sink.offer(window).is_err() {
             self.lost.add_one();
             tracing::warn!("the database writer is not keeping up; a window was dropped");
         }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::engine::{Settled, lock, panic_message};
-use crate::{Encode, Engine, Families, FamilyState, Persist, Published};
+use crate::ring::{Ring, window_start};
+use crate::window::{Window, WindowBuilder};
+use crate::{Encode, Engine, Families, FamilyState, Persist, Published, Snapshot};
 
 /// The latest published snapshot, as readers receive it (`None` before the first).
 pub type Latest<B> = watch::Receiver<Option<Arc<Published<B>>>>;
@@ -56,9 +58,14 @@ impl<E: Encode> Stop for Mutex<Schedule<E>> {
         let mut s = lock(self);
         s.stopped = true;
         s.engine.pool.close();
-        if let Some(mut p) = s.persist.take() {
-            p.close(SystemTime::now());
+        let last = s
+            .windows
+            .as_mut()
+            .and_then(|w| w.close_now(SystemTime::now()));
+        if let (Some(mut p), Some(w)) = (s.persist.take(), last) {
+            p.offer(w);
         }
+        s.persist = None;
     }
 
     fn threads(&self) -> usize {
@@ -83,13 +90,71 @@ struct Schedule<E: Encode> {
     /// published over it.
     last: Option<Arc<Published<E::Bodies>>>,
     persist: Option<Persist>,
-    close_at: Option<Instant>,
+    ring: Option<Arc<Ring>>,
+    windows: Option<WindowClock>,
     last_conditions: Families<Option<Condition>>,
     stopped: bool,
 }
 
+/// Where each tick's snapshot goes besides the latest: windows to the database writer,
+/// samples and windows to the memory ring. With neither, no window is kept.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub persist: Option<Persist>,
+    pub ring: Option<Arc<Ring>>,
+}
+
+/// The open window and the grid it lies on: windows begin on multiples of `every` since
+/// the Unix epoch, so a history bucket at the persist step is one window.
+#[derive(Debug)]
+struct WindowClock {
+    every: Duration,
+    builder: WindowBuilder,
+    start: SystemTime,
+    close_at: SystemTime,
+}
+
+impl WindowClock {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            builder: WindowBuilder::default(),
+            start: SystemTime::UNIX_EPOCH,
+            close_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Adds a tick's sample, first closing the open window when the sample lies past its
+    /// end: the window is the samples taken in `[start, close_at)`, stamped `close_at`.
+    fn tick(&mut self, s: &Snapshot) -> Option<Window> {
+        let taken = s.sample.taken_at;
+        let mut closed = None;
+        if self.builder.is_empty() || taken >= self.close_at || taken < self.start {
+            // (A sample before the window's start: the clock stepped back. The window is
+            // closed as if its time were up.)
+            if !self.builder.is_empty() {
+                closed = self.builder.close(self.start, self.close_at);
+            }
+            // The grid line at or before the sample (a window closed at `taken` would
+            // begin there): skipped windows (a suspended machine) are not made up.
+            self.start = window_start(taken + Duration::from_millis(1), self.every);
+            self.close_at = self.start + self.every;
+        }
+        self.builder
+            .add(&s.sample, s.gpu.mean_utilization(), s.temperature());
+        closed
+    }
+
+    /// The open window, closed now (at shutdown): shorter than the others.
+    fn close_now(&mut self, now: SystemTime) -> Option<Window> {
+        let at = now.clamp(self.start, self.close_at);
+        self.builder.close(self.start, at)
+    }
+}
+
 /// Starts ticking every `live` on the engine's probe pool, publishing each snapshot with
-/// the bodies `encoder` makes of it, and closing a window every `persist.every()`.
+/// the bodies `encoder` makes of it, and closing a window on each line of the persist
+/// grid (the persist interval, else the ring's window length).
 ///
 /// Ticks are due on a fixed schedule (first + k * live): a slow tick does not push the
 /// next ones back, and ticks missed (a suspended machine) are skipped, not bunched. Two
@@ -101,10 +166,14 @@ pub fn start<E: Encode>(
     encoder: E,
     live: Duration,
     publish: watch::Sender<Option<Arc<Published<E::Bodies>>>>,
-    persist: Option<Persist>,
+    outputs: Outputs,
 ) -> Running {
     let first = Instant::now() + first_tick_delay(live);
-    let close_at = persist.as_ref().map(|p| Instant::now() + p.every());
+    let Outputs { persist, ring } = outputs;
+    let every = persist
+        .as_ref()
+        .map(Persist::every)
+        .or_else(|| ring.as_ref().map(|r| r.window_every()));
     let state = Arc::new(Mutex::new(Schedule {
         engine,
         encoder,
@@ -113,7 +182,8 @@ pub fn start<E: Encode>(
         publish,
         last: None,
         persist,
-        close_at,
+        ring,
+        windows: every.map(WindowClock::new),
         last_conditions: Families::default(),
         stopped: false,
     }));
@@ -166,14 +236,20 @@ impl<E: Encode> Schedule<E> {
             last_success: self.engine.last_success(),
             bodies,
         });
-        if let Some(p) = self.persist.as_mut() {
-            p.add(&published.snapshot);
-            if let Some(at) = self.close_at
-                && published.taken >= at
-            {
-                p.close(published.snapshot.sample.taken_at);
-                self.close_at = Some(next_after(at, p.every(), published.taken));
-            }
+        let closed = self
+            .windows
+            .as_mut()
+            .and_then(|w| w.tick(&published.snapshot));
+        // The ring first: a stream client woken by the publish finds the sample there.
+        if let Some(ring) = &self.ring {
+            ring.push(
+                &published.snapshot,
+                E::event(&published.bodies),
+                closed.as_ref(),
+            );
+        }
+        if let (Some(p), Some(w)) = (self.persist.as_mut(), closed) {
+            p.offer(w);
         }
         self.last = Some(Arc::clone(&published));
         self.publish.send_replace(Some(published));

@@ -73,6 +73,20 @@ impl Snapshot {
         }
     }
 
+    /// The headline numbers as `/metrics` shows them, one decimal, `None` when unknown:
+    /// cpu, ram, gpu, temperature and the disk percent (the order of
+    /// [`Series::ALL`](crate::Series::ALL)).
+    pub fn values(&self) -> [Option<f64>; 5] {
+        let one_decimal = |v: Option<f64>| v.filter(|x| x.is_finite()).map(probes::round1);
+        [
+            one_decimal(self.sample.cpu_percent.as_ref().ok().copied()),
+            one_decimal(self.sample.memory.as_ref().ok().and_then(|m| m.percent())),
+            one_decimal(self.gpu.mean_utilization()),
+            one_decimal(self.temperature()),
+            one_decimal(self.sample.disk.as_ref().ok().and_then(|d| d.percent())),
+        ]
+    }
+
     /// A tick succeeded when it read at least one of the host's core families.
     pub fn succeeded(&self) -> bool {
         self.sample.cpu_percent.is_ok() || self.sample.memory.is_ok() || self.sample.disk.is_ok()
@@ -91,6 +105,12 @@ pub trait Encode: Send + 'static {
         snapshot: &Snapshot,
         previous: Option<&Published<Self::Bodies>>,
     ) -> Self::Bodies;
+
+    /// The stream event of a sample (what the ring keeps for resuming streams); empty for
+    /// encoders that serve no stream.
+    fn event(_bodies: &Self::Bodies) -> bytes::Bytes {
+        bytes::Bytes::new()
+    }
 }
 
 /// For users of the engine that serve nothing (tests, the self-healing agent's loop).

@@ -1,6 +1,8 @@
-//! Reducing the live samples of one persist interval into one row per table.
+//! Reducing the live samples of one persist interval into one row per table. Windows lie on
+//! a grid of the persist interval since the Unix epoch, so a window and a history bucket at
+//! the persist step are the same thing.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use probes::Sample;
 
@@ -15,16 +17,53 @@ pub struct DiskRow {
     pub percent: f64,
 }
 
-/// One persisted window: the mean of its live samples per metric (disk: the latest);
-/// `None` where no sample of the window had a value, so that table gets no row.
+/// One series over one window: the mean of its live samples and their extremes, each with
+/// one decimal as `/metrics` shows them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    /// `None` for windows read back from rows written before the extremes were kept.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Live samples with a value; `0` when not known (windows read back from rows).
+    pub samples: u32,
+}
+
+impl Stat {
+    /// A series that held one value for `samples` samples.
+    pub fn steady(value: f64, samples: u32) -> Self {
+        Self {
+            mean: value,
+            min: Some(value),
+            max: Some(value),
+            samples,
+        }
+    }
+
+    /// A window known only by its mean (a row of the original tables).
+    pub fn mean_only(mean: f64) -> Self {
+        Self {
+            mean,
+            min: None,
+            max: None,
+            samples: 0,
+        }
+    }
+}
+
+/// One persisted window: per metric the mean and extremes of its live samples (disk: the
+/// latest); `None` where no sample of the window had a value, so that table gets no row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
-    /// When the window closed: the `timestamp` of its rows.
+    /// Where the window begins on the persist grid: what history buckets it by.
+    pub start: SystemTime,
+    /// When the window closed: the `timestamp` of its rows (the next grid line, or the
+    /// moment of shutdown for the last, shorter window).
     pub at: SystemTime,
-    pub cpu: Option<f64>,
-    pub ram: Option<f64>,
-    pub gpu: Option<f64>,
-    pub temperature: Option<f64>,
+    pub cpu: Option<Stat>,
+    pub ram: Option<Stat>,
+    pub gpu: Option<Stat>,
+    pub temperature: Option<Stat>,
     pub disk: Option<DiskRow>,
 }
 
@@ -39,33 +78,81 @@ impl Window {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Mean {
-    sum: f64,
-    count: u32,
+/// Milliseconds since the Unix epoch (negative before it), the unit of every grid.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
 }
 
-impl Mean {
+/// The instant `ms` milliseconds after the Unix epoch.
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+/// The start of the window a row stamped `at` belongs to: the grid line before it (a
+/// window closed at the line `k * every` began at `(k - 1) * every`; the last, shorter
+/// window of a run, closed between lines, began at the line before its close).
+pub fn window_start_ms(at_ms: i64, every_ms: i64) -> i64 {
+    let every = every_ms.max(1);
+    // ceil(at / every) * every - every, for negative times too.
+    let k = at_ms.div_euclid(every) + i64::from(at_ms.rem_euclid(every) != 0);
+    (k - 1) * every
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Accumulate {
+    sum: f64,
+    count: u32,
+    min: f64,
+    max: f64,
+}
+
+impl Default for Accumulate {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Accumulate {
     fn add(&mut self, v: Option<f64>) {
         if let Some(v) = v.filter(|v| v.is_finite()) {
             self.sum += v;
             self.count += 1;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
         }
     }
 
     /// One decimal, as the API shows them.
-    fn value(&self) -> Option<f64> {
-        (self.count > 0).then(|| probes::round1(self.sum / f64::from(self.count)))
+    fn stat(&self) -> Option<Stat> {
+        (self.count > 0).then(|| Stat {
+            mean: probes::round1(self.sum / f64::from(self.count)),
+            min: Some(probes::round1(self.min)),
+            max: Some(probes::round1(self.max)),
+            samples: self.count,
+        })
     }
 }
 
 /// Collects the samples of the open window.
 #[derive(Debug, Default)]
 pub struct WindowBuilder {
-    cpu: Mean,
-    ram: Mean,
-    gpu: Mean,
-    temperature: Mean,
+    cpu: Accumulate,
+    ram: Accumulate,
+    gpu: Accumulate,
+    temperature: Accumulate,
     disk: Option<DiskRow>,
     samples: u32,
 }
@@ -91,15 +178,22 @@ impl WindowBuilder {
         }
     }
 
-    /// Closes the window at `at` and starts a new one; `None` when it saw no sample.
-    pub fn close(&mut self, at: SystemTime) -> Option<Window> {
+    /// Whether a sample has been added since the last close.
+    pub fn is_empty(&self) -> bool {
+        self.samples == 0
+    }
+
+    /// Closes the window that began at `start` at `at` and starts a new one; `None` when it
+    /// saw no sample.
+    pub fn close(&mut self, start: SystemTime, at: SystemTime) -> Option<Window> {
         let done = std::mem::take(self);
         (done.samples > 0).then(|| Window {
+            start,
             at,
-            cpu: done.cpu.value(),
-            ram: done.ram.value(),
-            gpu: done.gpu.value(),
-            temperature: done.temperature.value(),
+            cpu: done.cpu.stat(),
+            ram: done.ram.stat(),
+            gpu: done.gpu.stat(),
+            temperature: done.temperature.stat(),
             disk: done.disk,
         })
     }

@@ -14,11 +14,12 @@ use tokio_postgres::NoTls;
 fn windows(n: u64) -> Vec<sampler::Window> {
     (0..n)
         .map(|i| sampler::Window {
+            start: UNIX_EPOCH + Duration::from_secs(1_760_000_000 + i * 30 - 30),
             at: UNIX_EPOCH + Duration::from_secs(1_760_000_000 + i * 30),
-            cpu: Some((i % 100) as f64),
-            ram: Some(50.0),
-            gpu: Some(10.0),
-            temperature: Some(45.0),
+            cpu: Some(sampler::Stat::steady((i % 100) as f64, 6)),
+            ram: Some(sampler::Stat::steady(50.0, 6)),
+            gpu: Some(sampler::Stat::steady(10.0, 6)),
+            temperature: Some(sampler::Stat::steady(45.0, 6)),
             disk: Some(sampler::DiskRow {
                 used_bytes: 1 << 30,
                 free_bytes: 1 << 31,
@@ -96,10 +97,22 @@ async fn row_by_row(client: &tokio_postgres::Client, backlog: &[sampler::Window]
         .unwrap();
     for w in backlog {
         let at: &SystemTime = &w.at;
-        client.execute(&cpu, &[at, &w.cpu]).await.unwrap();
-        client.execute(&ram, &[at, &w.ram]).await.unwrap();
-        client.execute(&gpu, &[at, &w.gpu]).await.unwrap();
-        client.execute(&temp, &[at, &w.temperature]).await.unwrap();
+        client
+            .execute(&cpu, &[at, &w.cpu.map(|s| s.mean)])
+            .await
+            .unwrap();
+        client
+            .execute(&ram, &[at, &w.ram.map(|s| s.mean)])
+            .await
+            .unwrap();
+        client
+            .execute(&gpu, &[at, &w.gpu.map(|s| s.mean)])
+            .await
+            .unwrap();
+        client
+            .execute(&temp, &[at, &w.temperature.map(|s| s.mean)])
+            .await
+            .unwrap();
         let d = w.disk.unwrap();
         client
             .execute(

@@ -32,6 +32,17 @@ const RETENTION_BATCH: i64 = 5_000;
 
 /// Connection settings with every wait bounded: a dead or half-open server costs seconds.
 pub(crate) fn connection_config(c: &Config) -> tokio_postgres::Config {
+    connection_config_with(c, STATEMENT_TIMEOUT_MS)
+}
+
+/// How long the server lets a statement of the writer run.
+const STATEMENT_TIMEOUT_MS: u32 = 15_000;
+
+/// The same, with the server ending any statement after `statement_timeout_ms`.
+pub(crate) fn connection_config_with(
+    c: &Config,
+    statement_timeout_ms: u32,
+) -> tokio_postgres::Config {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&c.host)
         .port(c.port)
@@ -45,7 +56,9 @@ pub(crate) fn connection_config(c: &Config) -> tokio_postgres::Config {
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(20))
         // The server ends any statement of ours that runs longer than this.
-        .options("-c statement_timeout=15000 -c lock_timeout=5000");
+        .options(format!(
+            "-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
+        ));
     if let Some(p) = &c.password {
         pg.password(p);
     }
@@ -105,13 +118,10 @@ pub(crate) async fn insert<'a>(
     windows: impl ExactSizeIterator<Item = &'a Window>,
 ) -> Result<u64, Error> {
     let n = windows.len();
-    let (mut at, mut cpu, mut ram, mut gpu, mut temp) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let column = || Vec::<Option<f64>>::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    // Mean, min and max of cpu, ram, gpu and temperature, in that order.
+    let mut values: [Vec<Option<f64>>; 12] = std::array::from_fn(|_| column());
     let (mut used, mut free, mut percent) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -119,10 +129,11 @@ pub(crate) async fn insert<'a>(
     );
     for w in windows {
         at.push(w.at);
-        cpu.push(w.cpu);
-        ram.push(w.ram);
-        gpu.push(w.gpu);
-        temp.push(w.temperature);
+        for (k, stat) in [w.cpu, w.ram, w.gpu, w.temperature].iter().enumerate() {
+            values[3 * k].push(stat.map(|s| s.mean));
+            values[3 * k + 1].push(stat.and_then(|s| s.min));
+            values[3 * k + 2].push(stat.and_then(|s| s.max));
+        }
         used.push(
             w.disk
                 .map(|d| i64::try_from(d.used_bytes).unwrap_or(i64::MAX)),
@@ -134,31 +145,46 @@ pub(crate) async fn insert<'a>(
         percent.push(w.disk.map(|d| d.percent));
     }
     let statement = client.prepare_cached(INSERT).await?;
-    let row = client
-        .query_one(
-            &statement,
-            &[&host, &at, &cpu, &ram, &gpu, &temp, &used, &free, &percent],
-        )
-        .await?;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&host, &at];
+    params.extend(
+        values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
+    );
+    params.extend([
+        &used as &(dyn tokio_postgres::types::ToSql + Sync),
+        &free,
+        &percent,
+    ]);
+    let row = client.query_one(&statement, &params).await?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 const INSERT: &str = "
 WITH w AS (
-    SELECT * FROM unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
-                         $7::int8[], $8::int8[], $9::float8[])
-        AS w(ts, cpu, ram, gpu, temperature, used, free, percent)
+    SELECT * FROM unnest($2::timestamptz[],
+                         $3::float8[], $4::float8[], $5::float8[],
+                         $6::float8[], $7::float8[], $8::float8[],
+                         $9::float8[], $10::float8[], $11::float8[],
+                         $12::float8[], $13::float8[], $14::float8[],
+                         $15::int8[], $16::int8[], $17::float8[])
+        AS w(ts, cpu, cpu_min, cpu_max, ram, ram_min, ram_max, gpu, gpu_min, gpu_max,
+             temperature, temperature_min, temperature_max, used, free, percent)
 ), c AS (
-    INSERT INTO metrics_cpu (host, timestamp, value) SELECT $1, ts, cpu FROM w WHERE cpu IS NOT NULL
+    INSERT INTO metrics_cpu (host, timestamp, value, value_min, value_max)
+    SELECT $1, ts, cpu, cpu_min, cpu_max FROM w WHERE cpu IS NOT NULL
     ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
 ), r AS (
-    INSERT INTO metrics_ram (host, timestamp, value) SELECT $1, ts, ram FROM w WHERE ram IS NOT NULL
+    INSERT INTO metrics_ram (host, timestamp, value, value_min, value_max)
+    SELECT $1, ts, ram, ram_min, ram_max FROM w WHERE ram IS NOT NULL
     ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
 ), g AS (
-    INSERT INTO metrics_gpu (host, timestamp, value) SELECT $1, ts, gpu FROM w WHERE gpu IS NOT NULL
+    INSERT INTO metrics_gpu (host, timestamp, value, value_min, value_max)
+    SELECT $1, ts, gpu, gpu_min, gpu_max FROM w WHERE gpu IS NOT NULL
     ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
 ), t AS (
-    INSERT INTO metrics_temperature (host, timestamp, value) SELECT $1, ts, temperature FROM w WHERE temperature IS NOT NULL
+    INSERT INTO metrics_temperature (host, timestamp, value, value_min, value_max)
+    SELECT $1, ts, temperature, temperature_min, temperature_max FROM w WHERE temperature IS NOT NULL
     ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
 ), d AS (
     INSERT INTO metrics_disk (host, timestamp, used, free, percent) SELECT $1, ts, used, free, percent FROM w WHERE percent IS NOT NULL

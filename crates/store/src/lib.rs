@@ -12,6 +12,7 @@
 //! windows to the writer's [`Handle`] (a [`sampler::WindowSink`]) without waiting.
 
 mod db;
+mod history;
 mod queue;
 mod writer;
 
@@ -19,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use db::{TABLES, migrate, migrate_database};
+pub use history::HistoryReader;
 pub use queue::Queue;
 pub use writer::{Handle, spawn};
 

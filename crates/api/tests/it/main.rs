@@ -276,7 +276,16 @@ async fn windows_the_engine_cannot_hand_over_count_in_health_at_once() {
     });
     let view = DatabaseView::new(status, persist.lost());
     let (publish, latest) = watch::channel(None);
-    let running = sampler::start(engine, api::Encoder, live, publish, Some(persist));
+    let running = sampler::start(
+        engine,
+        api::Encoder,
+        live,
+        publish,
+        sampler::Outputs {
+            persist: Some(persist),
+            ring: None,
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, mut stop_rx) = watch::channel(false);

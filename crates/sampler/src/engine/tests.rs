@@ -235,7 +235,7 @@ fn slow_reads_do_not_push_the_schedule_back() {
     )
     .unwrap();
     let (publish, rx) = watch::channel(None);
-    let running = crate::start(engine, NoBodies, live, publish, None);
+    let running = crate::start(engine, NoBodies, live, publish, Default::default());
     let mut dues = Vec::new();
     wait_for("eleven ticks", || {
         let p = latest(&rx)?;
@@ -268,7 +268,7 @@ fn after_a_hung_read_returns_one_thread_wakes_once_per_tick_again() {
     let live = Duration::from_millis(40);
     let engine = Engine::new(probes(disk), no_gpu(), Duration::from_millis(10)).unwrap();
     let (publish, rx) = watch::channel(None);
-    let running = crate::start(engine, NoBodies, live, publish, None);
+    let running = crate::start(engine, NoBodies, live, publish, Default::default());
     wait_for("ticks with a spare beside the hung read", || {
         let s = seq(&rx);
         (s >= 3 && running.probe_threads() == 2).then_some(())
@@ -316,7 +316,7 @@ fn a_panic_while_building_a_tick_costs_that_tick_and_the_schedule_goes_on() {
         PanicsOn(vec![2, 3, 4], encoded.clone()),
         live,
         publish,
-        None,
+        Default::default(),
     );
     wait_for("ticks after three that panicked in a row", || {
         (seq(&rx) >= 8).then_some(())
@@ -371,4 +371,46 @@ fn the_gpu_stands_in_for_temperature_only_on_a_host_without_a_cpu_sensor() {
             assert!(!e.is_absent() && e.reason().contains("EIO"), "{e:?}");
         }
     }
+}
+
+#[test]
+fn windows_lie_on_the_persist_grid_and_every_tick_reaches_the_ring() {
+    struct Collect(Arc<Mutex<Vec<crate::Window>>>);
+    impl crate::WindowSink for Collect {
+        fn offer(&self, w: crate::Window) -> Result<(), crate::Window> {
+            self.0.lock().unwrap().push(w);
+            Ok(())
+        }
+    }
+    let live = Duration::from_millis(20);
+    let every = Duration::from_millis(100);
+    let engine = Engine::new(probes(Disk), no_gpu(), live).unwrap();
+    let (publish, rx) = watch::channel(None);
+    let ring = Arc::new(crate::Ring::new(live, every));
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    let outputs = crate::Outputs {
+        persist: Some(crate::Persist::new(Collect(closed.clone()), every)),
+        ring: Some(ring.clone()),
+    };
+    let running = crate::start(engine, NoBodies, live, publish, outputs);
+    wait_for("four windows", || {
+        (closed.lock().unwrap().len() >= 4).then_some(())
+    });
+    let published = seq(&rx);
+    running.stop();
+    let windows = closed.lock().unwrap().clone();
+    for w in &windows[..windows.len() - 1] {
+        let start = crate::unix_ms(w.start);
+        assert_eq!(start % 100, 0, "on the grid: {w:?}");
+        assert_eq!(crate::unix_ms(w.at), start + 100, "closed at the next line");
+    }
+    for pair in windows.windows(2) {
+        assert!(pair[0].start < pair[1].start, "in order, none twice");
+    }
+    assert!(
+        ring.stats().samples as u64 >= published,
+        "every tick published is in the ring: {} < {published}",
+        ring.stats().samples
+    );
+    assert!(ring.stats().windows >= 4);
 }

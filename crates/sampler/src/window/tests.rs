@@ -37,15 +37,24 @@ fn a_window_is_the_mean_of_its_samples_and_the_latest_disk() {
     w.add(&sample(Some(20.0), Some(50), Some(31)), None, Some(42.0));
     w.add(&sample(Some(33.0), Some(60), Some(32)), Some(70.0), None);
     let at = UNIX_EPOCH + Duration::from_secs(30);
-    let window = w.close(at).unwrap();
+    let window = w.close(UNIX_EPOCH, at).unwrap();
+    let stat = |mean, min, max, samples| {
+        Some(Stat {
+            mean,
+            min: Some(min),
+            max: Some(max),
+            samples,
+        })
+    };
     assert_eq!(
         window,
         Window {
+            start: UNIX_EPOCH,
             at,
-            cpu: Some(21.0),
-            ram: Some(50.0),
-            gpu: Some(60.0),
-            temperature: Some(41.0),
+            cpu: stat(21.0, 10.0, 33.0, 3),
+            ram: stat(50.0, 40.0, 60.0, 3),
+            gpu: stat(60.0, 50.0, 70.0, 2),
+            temperature: stat(41.0, 40.0, 42.0, 2),
             disk: Some(DiskRow {
                 used_bytes: 32,
                 free_bytes: 68,
@@ -61,10 +70,10 @@ fn a_metric_null_all_window_long_writes_no_row() {
     let mut w = WindowBuilder::default();
     w.add(&sample(Some(5.0), None, None), None, None);
     w.add(&sample(None, None, None), None, None);
-    let window = w.close(UNIX_EPOCH).unwrap();
+    let window = w.close(UNIX_EPOCH, UNIX_EPOCH).unwrap();
     assert_eq!(
         (
-            window.cpu,
+            window.cpu.map(|c| c.mean),
             window.ram,
             window.gpu,
             window.temperature,
@@ -79,12 +88,36 @@ fn a_metric_null_all_window_long_writes_no_row() {
 fn closing_starts_a_fresh_window_and_an_empty_one_is_nothing() {
     let mut w = WindowBuilder::default();
     w.add(&sample(Some(90.0), Some(10), Some(10)), None, None);
-    assert!(w.close(UNIX_EPOCH).is_some());
-    assert_eq!(w.close(UNIX_EPOCH), None, "no sample since the last close");
+    assert!(w.close(UNIX_EPOCH, UNIX_EPOCH).is_some());
+    assert_eq!(
+        w.close(UNIX_EPOCH, UNIX_EPOCH),
+        None,
+        "no sample since the last close"
+    );
     w.add(&sample(Some(1.0), None, None), None, None);
     assert_eq!(
-        w.close(UNIX_EPOCH).unwrap().cpu,
-        Some(1.0),
+        w.close(UNIX_EPOCH, UNIX_EPOCH).unwrap().cpu.map(|c| c.max),
+        Some(Some(1.0)),
         "the earlier 90 is not carried over"
     );
+}
+
+#[test]
+fn a_row_belongs_to_the_window_that_began_on_the_grid_line_before_it() {
+    // (closed at, every) -> began at, in milliseconds.
+    let cases = [
+        (30_000, 30_000, 0),
+        (60_000, 30_000, 30_000),
+        // The last, shorter window of a run, closed between lines.
+        (45_500, 30_000, 30_000),
+        (1, 30_000, 0),
+        (-1, 30_000, -30_000),
+        (0, 30_000, -30_000),
+    ];
+    for (at, every, start) in cases {
+        assert_eq!(window_start_ms(at, every), start, "closed at {at}");
+    }
+    for ms in [-90_061, -1, 0, 1, 1_733_050_000_123] {
+        assert_eq!(unix_ms(from_unix_ms(ms)), ms);
+    }
 }

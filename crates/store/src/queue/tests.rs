@@ -3,10 +3,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::*;
 
 fn window(second: u64) -> Window {
+    let at = UNIX_EPOCH + Duration::from_secs(second);
     Window {
-        at: UNIX_EPOCH + Duration::from_secs(second),
-        cpu: Some(1.0),
-        ram: Some(2.0),
+        start: at - Duration::from_secs(1),
+        at,
+        cpu: Some(sampler::Stat::steady(1.0, 1)),
+        ram: Some(sampler::Stat::steady(2.0, 1)),
         gpu: None,
         temperature: None,
         disk: None,

@@ -7,5 +7,6 @@
 
 mod support;
 
+mod history;
 mod schema;
 mod writer;

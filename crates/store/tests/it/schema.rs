@@ -40,8 +40,26 @@ async fn tables_and_columns_are_the_seeds_plus_host_with_a_unique_window_key() {
                     "timestamp with time zone".to_owned()
                 ),
                 ("value".to_owned(), "double precision".to_owned()),
+                ("value_max".to_owned(), "double precision".to_owned()),
+                ("value_min".to_owned(), "double precision".to_owned()),
             ],
             "{table}"
+        );
+        let nullable: Vec<String> = client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_name = $1 AND is_nullable = 'YES' ORDER BY column_name",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            nullable,
+            ["value_max", "value_min"],
+            "{table}: rows from before the extremes stay valid"
         );
     }
     let disk: Vec<String> = columns("metrics_disk")
@@ -170,7 +188,7 @@ async fn the_original_services_tables_keep_their_rows_and_age_them_out_like_ours
     .unwrap();
     let mut ours = crate::support::window(instant, Some(42.0));
     // A board outdoors in winter: the original's checks refused anything below 0 °C.
-    ours.temperature = Some(-5.5);
+    ours.temperature = Some(sampler::Stat::steady(-5.5, 6));
     assert!(handle.send(ours));
     let s = crate::support::wait_status(
         &mut status,
@@ -211,6 +229,17 @@ async fn the_original_services_tables_keep_their_rows_and_age_them_out_like_ours
     );
     assert_eq!(
         kept("SELECT count(*) FROM metrics_temperature WHERE host = 'test-host' AND value = -5.5")
+            .await,
+        1
+    );
+    // The extremes are kept for our window; the original's rows have none, and are valid.
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_temperature WHERE host = 'test-host' AND value_min = -5.5 AND value_max = -5.5")
+            .await,
+        1
+    );
+    assert_eq!(
+        kept("SELECT count(*) FROM metrics_cpu WHERE host = '' AND value_min IS NULL AND value_max IS NULL")
             .await,
         1
     );

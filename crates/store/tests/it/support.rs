@@ -61,12 +61,14 @@ pub(crate) async fn test_database(tag: &str) -> store::Config {
 }
 
 pub(crate) fn window(at: SystemTime, cpu: Option<f64>) -> sampler::Window {
+    let steady = |v| Some(sampler::Stat::steady(v, 6));
     sampler::Window {
+        start: sampler::window_start(at, std::time::Duration::from_secs(30)),
         at,
-        cpu,
-        ram: Some(50.0),
+        cpu: cpu.map(|c| sampler::Stat::steady(c, 6)),
+        ram: steady(50.0),
         gpu: None,
-        temperature: Some(45.5),
+        temperature: steady(45.5),
         disk: Some(sampler::DiskRow {
             used_bytes: 1 << 30,
             free_bytes: 3 << 30,

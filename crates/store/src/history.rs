@@ -1,0 +1,283 @@
+//! Reading history back (SPEC §6): buckets older than memory's for `/metrics/history`, and
+//! the last day's windows that refill the ring after a restart. On a pool of its own,
+//! small, with a short statement timeout and every wait bounded, so a slow database delays
+//! only the requests that need it and never the writer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sampler::{ArchiveFuture, Columns, DiskRow, Grid, Series, Stat, Window};
+use tokio_postgres::NoTls;
+
+use crate::{Config, Error, db};
+
+/// The server ends a history statement after this.
+const STATEMENT_TIMEOUT_MS: u32 = 3_000;
+/// The end of year 9999, in ms: past what anyone asks for, within what PostgreSQL holds.
+const LAST_MS: i64 = 253_402_300_799_999;
+/// Everything one call may take, connecting included.
+const CALL_BOUND: Duration = Duration::from_secs(4);
+
+/// This host's rows, read for history. Cheap to share (`Arc`).
+pub struct HistoryReader {
+    pool: Pool,
+    host: String,
+    /// The persist interval, in ms: where a row's window began.
+    every_ms: i64,
+    /// Samples per window in a steady run: the weight of one row.
+    nominal: f64,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryReader")
+            .field("host", &self.host)
+            .field("every_ms", &self.every_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HistoryReader {
+    /// A reader with a pool of its own (two connections at most, made on first use).
+    /// `live` is the live interval, for the weight of a window.
+    pub fn new(config: &Config, live: Duration) -> Result<Self, Error> {
+        let manager = Manager::from_config(
+            db::connection_config_with(config, STATEMENT_TIMEOUT_MS),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(2)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(1)))
+            .create_timeout(Some(Duration::from_secs(2)))
+            .recycle_timeout(Some(Duration::from_secs(1)))
+            .build()?;
+        Ok(Self {
+            pool,
+            host: config.metrics_host.clone(),
+            every_ms: i64::try_from(config.persist_interval.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1),
+            nominal: (config.persist_interval.as_secs_f64() / live.as_secs_f64().max(0.001))
+                .round()
+                .max(1.0),
+            password: config.password.clone().filter(|p| !p.is_empty()),
+        })
+    }
+
+    /// One line about `e`, the password never in it.
+    fn describe(&self, e: &Error) -> String {
+        let summary = e.summary();
+        match &self.password {
+            Some(p) => summary.replace(p.as_str(), "***"),
+            None => summary,
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(CALL_BOUND, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.describe(&e)),
+            Err(_) => Err(self.describe(&Error::Timeout(what))),
+        }
+    }
+
+    /// Buckets of `grid` from this host's windows that began in `[from_ms, to_ms)`.
+    pub async fn buckets(
+        &self,
+        grid: Grid,
+        series: &[Series],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Columns, Error> {
+        let mut columns = Columns::empty(grid, series);
+        if series.is_empty() || from_ms >= to_ms {
+            return Ok(columns);
+        }
+        let client = self.pool.get().await?;
+        let sql = buckets_sql(series);
+        let statement = client.prepare_cached(&sql).await?;
+        // Rows are stamped when their window closed, up to one interval after it began.
+        let (lo, hi) = (
+            sampler::from_unix_ms(from_ms.clamp(0, LAST_MS)),
+            sampler::from_unix_ms(to_ms.saturating_add(self.every_ms).clamp(0, LAST_MS)),
+        );
+        let params = (
+            self.every_ms as f64,
+            from_ms as f64,
+            to_ms as f64,
+            grid.first_ms as f64,
+            grid.step_ms as f64,
+        );
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &self.host, &lo, &hi, &params.0, &params.1, &params.2, &params.3, &params.4,
+                ],
+            )
+            .await?;
+        for row in rows {
+            let k: i32 = row.get(0);
+            let bucket: i64 = row.get(1);
+            let (mean, windows): (Option<f64>, i64) = (row.get(2), row.get(3));
+            let (min, max, with_extremes): (Option<f64>, Option<f64>, i64) =
+                (row.get(4), row.get(5), row.get(6));
+            let (Some(series), Ok(i), Some(mean)) = (
+                usize::try_from(k).ok().and_then(|k| Series::ALL.get(k)),
+                usize::try_from(bucket),
+                mean,
+            ) else {
+                continue;
+            };
+            let known = with_extremes == windows;
+            if let Some(b) = columns.column_mut(*series).and_then(|c| c.get_mut(i)) {
+                b.add_aggregate(
+                    mean,
+                    windows as f64 * self.nominal,
+                    min.filter(|_| known),
+                    max.filter(|_| known),
+                );
+            }
+        }
+        Ok(columns)
+    }
+
+    /// This host's windows closed after `since`, oldest first.
+    pub async fn windows_since(&self, since: SystemTime) -> Result<Vec<Window>, Error> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(WINDOWS_SINCE).await?;
+        let rows = client.query(&statement, &[&self.host, &since]).await?;
+        let mut windows: BTreeMap<i64, Window> = BTreeMap::new();
+        for row in rows {
+            let k: i32 = row.get(0);
+            let at: SystemTime = row.get(1);
+            let at_ms = sampler::unix_ms(at);
+            let w = windows.entry(at_ms).or_insert_with(|| Window {
+                start: sampler::from_unix_ms(sampler::window_start_ms(at_ms, self.every_ms)),
+                at,
+                cpu: None,
+                ram: None,
+                gpu: None,
+                temperature: None,
+                disk: None,
+            });
+            let Some(value) = row.get::<_, Option<f64>>(2) else {
+                continue;
+            };
+            let stat = Stat {
+                mean: value,
+                min: row.get(3),
+                max: row.get(4),
+                samples: 0,
+            };
+            match k {
+                0 => w.cpu = Some(stat),
+                1 => w.ram = Some(stat),
+                2 => w.gpu = Some(stat),
+                3 => w.temperature = Some(stat),
+                _ => {
+                    let (used, free): (Option<i64>, Option<i64>) = (row.get(5), row.get(6));
+                    w.disk = Some(DiskRow {
+                        used_bytes: used.and_then(|u| u64::try_from(u).ok()).unwrap_or(0),
+                        free_bytes: free.and_then(|f| u64::try_from(f).ok()).unwrap_or(0),
+                        percent: value,
+                    });
+                }
+            }
+        }
+        Ok(windows.into_values().collect())
+    }
+}
+
+impl sampler::Archive for HistoryReader {
+    fn buckets(
+        &self,
+        grid: Grid,
+        series: Vec<Series>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> ArchiveFuture<'_, Columns> {
+        Box::pin(async move {
+            self.bounded(
+                "reading history",
+                HistoryReader::buckets(self, grid, &series, from_ms, to_ms),
+            )
+            .await
+        })
+    }
+
+    fn windows_since(&self, since: SystemTime) -> ArchiveFuture<'_, Vec<Window>> {
+        Box::pin(async move {
+            self.bounded(
+                "reading the last day's windows",
+                HistoryReader::windows_since(self, since),
+            )
+            .await
+        })
+    }
+}
+
+/// The value column, and its extremes, of each series' table.
+fn source(series: Series) -> (&'static str, &'static str) {
+    match series {
+        Series::Cpu => ("metrics_cpu", "value, value_min, value_max"),
+        Series::Ram => ("metrics_ram", "value, value_min, value_max"),
+        Series::Gpu => ("metrics_gpu", "value, value_min, value_max"),
+        Series::Temperature => ("metrics_temperature", "value, value_min, value_max"),
+        Series::Disk => ("metrics_disk", "percent, percent, percent"),
+    }
+}
+
+/// One statement for every series asked: each row's window start (the grid line before
+/// its timestamp, SPEC §5 rows being stamped at their window's close), its bucket, and per
+/// bucket the mean of the windows, their count, and the extremes with how many rows had
+/// them. $1 host, $2/$3 timestamp bounds (for the index), $4 the persist interval in ms,
+/// $5/$6 the window starts kept, $7 the grid's first bucket, $8 its step.
+fn buckets_sql(series: &[Series]) -> String {
+    let mut parts = String::new();
+    for s in series {
+        let (table, columns) = source(*s);
+        if !parts.is_empty() {
+            parts.push_str(" UNION ALL ");
+        }
+        let _ = write!(
+            parts,
+            "SELECT {k}::int4 AS s, timestamp, {columns} FROM {table} \
+             WHERE host = $1 AND timestamp > $2 AND timestamp <= $3",
+            k = s.index()
+        );
+    }
+    format!(
+        "SELECT s, floor((start - $7) / $8)::int8 AS b, avg(v)::float8, count(*)::int8, \
+                min(lo)::float8, max(hi)::float8, count(lo)::int8 \
+         FROM (SELECT s, v, lo, hi, \
+                      ceil(extract(epoch FROM timestamp)::float8 * 1000 / $4) * $4 - $4 AS start \
+               FROM ({parts}) AS rows(s, timestamp, v, lo, hi)) AS w \
+         WHERE start >= $5 AND start < $6 \
+         GROUP BY 1, 2"
+    )
+}
+
+/// Every row of this host since $2, tagged with its series (as in [`Series::index`]).
+const WINDOWS_SINCE: &str = "
+SELECT 0::int4, timestamp, value, value_min, value_max, NULL::int8, NULL::int8
+  FROM metrics_cpu WHERE host = $1 AND timestamp > $2
+UNION ALL SELECT 1, timestamp, value, value_min, value_max, NULL, NULL
+  FROM metrics_ram WHERE host = $1 AND timestamp > $2
+UNION ALL SELECT 2, timestamp, value, value_min, value_max, NULL, NULL
+  FROM metrics_gpu WHERE host = $1 AND timestamp > $2
+UNION ALL SELECT 3, timestamp, value, value_min, value_max, NULL, NULL
+  FROM metrics_temperature WHERE host = $1 AND timestamp > $2
+UNION ALL SELECT 4, timestamp, percent, percent, percent, used, free
+  FROM metrics_disk WHERE host = $1 AND timestamp > $2";
