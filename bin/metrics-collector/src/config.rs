@@ -24,6 +24,8 @@ pub(crate) struct Config {
     /// Recorded with every persisted row.
     pub(crate) host: String,
     pub(crate) roots: probes::Roots,
+    /// Live streams served at once.
+    pub(crate) max_streams: usize,
     /// `None` when `POSTGRES_HOST` is empty: persistence is off.
     pub(crate) postgres: Option<Postgres>,
 }
@@ -179,6 +181,11 @@ pub(crate) const SETTINGS: &[(&str, &str, &str)] = &[
         "where the host's /proc is mounted",
     ),
     ("METRICS_SYSFS", "/sys", "where the host's /sys is mounted"),
+    (
+        "METRICS_MAX_STREAMS",
+        "1024",
+        "live streams (/metrics/stream) served at once",
+    ),
     (
         "POSTGRES_HOST",
         "postgres-db",
@@ -359,6 +366,19 @@ fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
         Some(v) => v.trim().to_owned(),
         None => host_name(&roots.rootfs),
     };
+    let max_streams = match get("METRICS_MAX_STREAMS") {
+        None => api::DEFAULT_MAX_STREAMS,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "METRICS_MAX_STREAMS",
+                    &v,
+                    "a whole number of streams, 1 to 1000000",
+                ));
+            }
+        },
+    };
     // Checked even when persistence is off: a typo is reported now, not when it is enabled.
     let port = match get("POSTGRES_PORT") {
         None => 5432,
@@ -384,6 +404,7 @@ fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
         gpu,
         host,
         roots,
+        max_streams,
         postgres,
     })
 }

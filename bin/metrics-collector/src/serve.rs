@@ -3,6 +3,7 @@
 //! bound it keeps, lives in its crate.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -106,10 +107,24 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (persist, database, writer) = match store {
-        Some((persist, database, writer)) => (Some(persist), Some(database), Some(writer)),
-        None => (None, None, None),
+    let (persist, database, writer, archive) = match store {
+        Some(s) => (
+            Some(s.persist),
+            Some(s.database),
+            Some(s.writer),
+            Some(s.archive),
+        ),
+        None => (None, None, None, None),
     };
+    // The memory ring: the last hour of samples, the last day of windows (history and
+    // stream resumes), refilled from the database in the background.
+    let ring = Arc::new(sampler::Ring::new(
+        config.live_interval,
+        config.persist_interval,
+    ));
+    if let Some(archive) = &archive {
+        tokio::spawn(refill(Arc::clone(&ring), Arc::clone(archive)));
+    }
 
     let probes = probes::HostProbes::new(&config.roots, &config.disk_path);
     let deadline = config.live_interval.min(Duration::from_secs(2));
@@ -122,19 +137,26 @@ async fn run(config: Config) -> ExitCode {
     };
     // The probe thread reads, encodes and publishes each tick by itself: an idle tick wakes
     // that one thread, and the HTTP workers sleep until a client comes.
-    let running = sampler::start(engine, api::Encoder, config.live_interval, publish, persist);
+    let outputs = sampler::Outputs {
+        persist,
+        ring: Some(Arc::clone(&ring)),
+    };
+    let running = sampler::start(engine, api::Encoder, config.live_interval, publish, outputs);
 
     let limits = api::Limits {
         max_connections: api::connection_budget(),
         ..api::Limits::default()
     };
-    let state = api::AppState::new(latest, database, config.live_interval, &config.host);
+    let state = api::AppState::new(latest, database, config.live_interval, &config.host)
+        .with_history(ring, archive.map(|a| a as Arc<dyn sampler::Archive>))
+        .with_max_streams(config.max_streams);
     tracing::info!(
         listen = %local,
         interval_s = config.live_interval.as_secs_f64(),
         disk = %config.disk_path.display(),
         gpu = ?config.gpu,
         max_connections = limits.max_connections,
+        max_streams = config.max_streams,
         "metrics-collector {} serving",
         env!("CARGO_PKG_VERSION"),
     );
@@ -206,14 +228,17 @@ fn init_logging() {
         .init();
 }
 
-type Store = (
-    sampler::Persist,
-    sampler::DatabaseView,
-    tokio::task::JoinHandle<()>,
-);
+/// The store as the service uses it: the engine's side of the writer, what `/health`
+/// reads of it, its task, and the history reader (its own small pool).
+struct Store {
+    persist: sampler::Persist,
+    database: sampler::DatabaseView,
+    writer: tokio::task::JoinHandle<()>,
+    archive: Arc<store::HistoryReader>,
+}
 
-/// Starts the database writer when persistence is on: the engine's side of it, what
-/// `/health` reads of it, and its task. `None` when `POSTGRES_HOST` is empty.
+/// Starts the database writer and the history reader when persistence is on. `None` when
+/// `POSTGRES_HOST` is empty.
 fn start_store(config: &Config) -> Result<Option<Store>, store::Error> {
     let Some(pg) = &config.postgres else {
         tracing::info!("POSTGRES_HOST is empty: persistence disabled");
@@ -231,10 +256,55 @@ fn start_store(config: &Config) -> Result<Option<Store>, store::Error> {
         queue_windows = store_config.queue_capacity(),
         "persisting to PostgreSQL"
     );
+    let archive = Arc::new(store::HistoryReader::new(
+        &store_config,
+        config.live_interval,
+    )?);
     let (handle, status, writer) = store::spawn(store_config)?;
     let persist = sampler::Persist::new(handle, config.persist_interval);
     let database = sampler::DatabaseView::new(status, persist.lost());
-    Ok(Some((persist, database, writer)))
+    Ok(Some(Store {
+        persist,
+        database,
+        writer,
+        archive,
+    }))
+}
+
+/// How long refilling waits between attempts while the database is away.
+const REFILL_RETRY_MIN: Duration = Duration::from_secs(1);
+const REFILL_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Reads this host's last day of windows back into the ring, once, retrying (with
+/// back-off) while the database is away or not migrated yet. The service serves all the
+/// while: history answers what memory has, with `partial` where that is not all.
+async fn refill(ring: Arc<sampler::Ring>, archive: Arc<store::HistoryReader>) {
+    let mut wait = REFILL_RETRY_MIN;
+    let mut told = false;
+    loop {
+        let started = std::time::Instant::now();
+        let since = std::time::SystemTime::now() - sampler::WINDOW_SPAN;
+        match sampler::Archive::windows_since(&*archive, since).await {
+            Ok(windows) => {
+                let n = windows.len();
+                ring.refill(windows, since);
+                tracing::info!(
+                    windows = n,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "history refilled from the database"
+                );
+                return;
+            }
+            Err(e) => {
+                if !told {
+                    tracing::info!(error = %e, "history not refilled yet; retrying while serving");
+                    told = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REFILL_RETRY_MAX);
+            }
+        }
+    }
 }
 
 /// The store's settings from the validated configuration.

@@ -29,7 +29,29 @@ struct HealthWire<'a> {
     probes: BTreeMap<&'static str, ProbeWire<'a>>,
     database: DatabaseWire<'a>,
     gpu: GpuHealthWire<'a>,
+    /// The memory ring (absent when the server keeps no history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ring: Option<RingWire>,
+    streams: StreamsWire,
     problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RingWire {
+    samples: usize,
+    sample_capacity: usize,
+    oldest_sample: Option<String>,
+    windows: usize,
+    window_capacity: usize,
+    oldest_window: Option<String>,
+    /// Whether the windows of an earlier run were read back from the database.
+    refilled: bool,
+}
+
+#[derive(Serialize)]
+struct StreamsWire {
+    open: usize,
+    max: usize,
 }
 
 #[derive(Serialize)]
@@ -187,6 +209,22 @@ pub(crate) fn health(state: &AppState, now: Instant) -> (bool, Bytes) {
             backend: gpu_backend,
             available: gpu_available,
             reason: gpu_reason,
+        },
+        ring: state.history.as_ref().map(|h| {
+            let r = h.ring.stats();
+            RingWire {
+                samples: r.samples,
+                sample_capacity: r.sample_capacity,
+                oldest_sample: r.oldest_sample.map(rfc3339),
+                windows: r.windows,
+                window_capacity: r.window_capacity,
+                oldest_window: r.oldest_window.map(rfc3339),
+                refilled: r.refilled,
+            }
+        }),
+        streams: StreamsWire {
+            open: state.streams.open(),
+            max: state.streams.max,
         },
         problems,
     };

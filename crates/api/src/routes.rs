@@ -1,25 +1,40 @@
-//! Routing: three read-only resources, JSON errors for everything else.
+//! Routing: read-only resources, JSON errors for everything else.
 
 use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 
-use crate::AppState;
 use crate::health::health;
+use crate::history::{self, parameter};
+use crate::stream::{self, EventStream, Refused};
 use crate::wire::encode_error;
+use crate::{AppState, History};
 
-pub(crate) type Body = Full<Bytes>;
+pub(crate) type Body = Either<Full<Bytes>, EventStream>;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const GET_HEAD: HeaderValue = HeaderValue::from_static("GET, HEAD");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+const NO: HeaderValue = HeaderValue::from_static("no");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
+const PATHS: [&str; 5] = [
+    "/metrics",
+    "/metrics/history",
+    "/metrics/stream",
+    "/health",
+    "/gpu",
+];
 
 fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(Either::Left(Full::new(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, JSON);
@@ -31,14 +46,22 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     respond(status, encode_error(message))
 }
 
-/// Answers one request. Synchronous on purpose: nothing here may wait. `HEAD` gets the
-/// same status and headers as `GET`; hyper leaves the body out.
-pub(crate) fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
+fn not_started() -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no sample taken yet: the service is starting",
+    )
+}
+
+/// Answers one request. Nothing here waits, except a history request reaching past
+/// memory, which waits (bounded) on the archive. `HEAD` gets the same status and headers
+/// as `GET`; hyper leaves the body out.
+pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     let path = request.uri().path();
-    if !matches!(path, "/metrics" | "/health" | "/gpu") {
+    if !PATHS.contains(&path) {
         return error(
             StatusCode::NOT_FOUND,
-            &format!("no such path {path:?}: try /metrics, /health or /gpu"),
+            &format!("no such path {path:?}: try {}", PATHS.join(", ")),
         );
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -52,35 +75,110 @@ pub(crate) fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body>
         response.headers_mut().insert(ALLOW, GET_HEAD);
         return response;
     }
-    // None of these paths has a parameter, and unknown ones are ignored (SPEC §3): a
-    // dashboard's cache buster (`?_=1733050000`) must not break them.
-
-    if path == "/health" {
-        let (serving, body) = health(state, Instant::now());
-        let status = if serving {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        return respond(status, body);
+    // Unknown parameters are ignored (SPEC §3): a dashboard's cache buster
+    // (`?_=1733050000`) must not break any path.
+    match path {
+        "/health" => {
+            let (serving, body) = health(state, Instant::now());
+            let status = if serving {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            respond(status, body)
+        }
+        "/metrics/history" => match &state.history {
+            Some(h) => history_response(state, h, request.uri().query()).await,
+            None => error(StatusCode::NOT_FOUND, "history is not kept by this server"),
+        },
+        "/metrics/stream" => match &state.history {
+            Some(h) => stream_response(state, h, request),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "streams are not served by this server",
+            ),
+        },
+        _ => {
+            let Some(latest) = state.latest.borrow().clone() else {
+                return not_started();
+            };
+            let body = if path == "/metrics" {
+                latest.bodies.metrics().clone()
+            } else {
+                latest.bodies.gpu().clone()
+            };
+            respond(StatusCode::OK, body)
+        }
     }
-    let Some(latest) = state.latest.borrow().clone() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no sample taken yet: the service is starting",
-        );
+}
+
+async fn history_response(state: &AppState, h: &History, query: Option<&str>) -> Response<Body> {
+    let q = match history::parse(
+        query,
+        history::now_ms(),
+        state.live_interval,
+        h.ring.window_every(),
+    ) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    let body = if path == "/metrics" {
-        latest.bodies.metrics().clone()
+    respond(StatusCode::OK, history::answer(state, h, &q).await)
+}
+
+fn stream_response<B>(state: &AppState, h: &History, request: &Request<B>) -> Response<Body> {
+    // The header wins over the query parameter (for clients that cannot set headers).
+    let header = request
+        .headers()
+        .get(LAST_EVENT_ID)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let (given, from) = match header {
+        Some(v) => (Some(v), "the Last-Event-ID header"),
+        None => (
+            parameter(request.uri().query(), "last_event_id").filter(|v| !v.is_empty()),
+            "last_event_id",
+        ),
+    };
+    let resume = match given.map(|v| v.parse::<i64>().map_err(|_| v)) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(v)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{from} {v:?} is not an event id (Unix milliseconds)"),
+            );
+        }
+    };
+    let mut response = if request.method() == Method::HEAD {
+        Response::new(Either::Left(Full::new(Bytes::new())))
     } else {
-        latest.bodies.gpu().clone()
+        match stream::open(state, &h.ring, resume) {
+            Ok(body) => Response::new(Either::Right(body)),
+            Err(Refused::Full) => {
+                let mut busy = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "{} streams are open, the most this server serves at once (METRICS_MAX_STREAMS); retry later",
+                        state.streams.max
+                    ),
+                );
+                let after = state.live_interval.as_secs_f64().ceil().max(1.0) as u64;
+                busy.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(after));
+                return busy;
+            }
+        }
     };
-    respond(StatusCode::OK, body)
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, EVENT_STREAM);
+    headers.insert(CACHE_CONTROL, NO_CACHE);
+    headers.insert(X_ACCEL_BUFFERING, NO);
+    response
 }
 
 pub(crate) async fn handle<B>(
     state: AppState,
     request: Request<B>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(route(&state, &request))
+    Ok(route(&state, &request).await)
 }

@@ -131,6 +131,8 @@ pub async fn serve(
     }
 
     drop(listener);
+    // Streams end cleanly (their last chunk sent), so their connections can close.
+    state.close_streams();
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {

@@ -47,17 +47,18 @@ pub(crate) struct Headline {
 
 impl Headline {
     pub(crate) fn of(s: &Snapshot) -> Self {
+        let [cpu, ram, gpu, temperature, _] = s.values();
         Self {
-            cpu: one_decimal(s.sample.cpu_percent.as_ref().ok().copied()),
-            ram: one_decimal(s.sample.memory.as_ref().ok().and_then(|m| m.percent())),
-            gpu: one_decimal(s.gpu.mean_utilization()),
-            temperature: one_decimal(s.temperature()),
+            cpu,
+            ram,
+            gpu,
+            temperature,
         }
     }
 }
 
 pub(crate) fn disk_percent(s: &Snapshot) -> Option<f64> {
-    one_decimal(s.sample.disk.as_ref().ok().and_then(|d| d.percent()))
+    s.values()[4]
 }
 
 /// The headline's fields spelled out rather than `#[serde(flatten)]`ed, which goes
@@ -136,7 +137,8 @@ pub(crate) fn to_bytes(value: &impl Serialize) -> Bytes {
     }
 }
 
-pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
+/// Appends the `/metrics` JSON of `s` to `out`: one line, no newline in it.
+pub(crate) fn write_metrics(s: &Snapshot, out: &mut Vec<u8>) {
     let disk = s.sample.disk.as_ref().ok();
     let Headline {
         cpu,
@@ -144,7 +146,7 @@ pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
         gpu,
         temperature,
     } = Headline::of(s);
-    to_bytes(&MetricsWire {
+    let wire = MetricsWire {
         cpu,
         ram,
         gpu,
@@ -156,7 +158,12 @@ pub(crate) fn encode_metrics(s: &Snapshot) -> Bytes {
             percent: disk_percent(s),
         },
         timestamp: rfc3339(s.sample.taken_at),
-    })
+    };
+    if let Err(e) = serde_json::to_writer(&mut *out, &wire) {
+        // Only a Serialize bug gets here.
+        tracing::error!(error = %e, "encoding a response body");
+        out.extend_from_slice(br#"{"error":"response could not be encoded"}"#);
+    }
 }
 
 pub(crate) fn encode_gpu(g: &gpu::GpuSample) -> Bytes {

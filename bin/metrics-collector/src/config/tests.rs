@@ -17,6 +17,7 @@ fn error_line(pairs: &[(&str, &str)]) -> String {
 fn defaults_are_the_seed_services() {
     let c = config(&[]).unwrap();
     assert_eq!(c.live_interval, Duration::from_secs(5));
+    assert_eq!(c.max_streams, 1024);
     assert_eq!(c.persist_interval, Duration::from_secs(30));
     assert_eq!(c.retention, Duration::from_secs(7 * 86400));
     assert_eq!(c.listen, "0.0.0.0:9100".parse().unwrap());
@@ -125,6 +126,14 @@ fn every_bad_setting_names_variable_value_and_expectation() {
             "POSTGRES_PORT=\"0\": expected a port number",
         ),
         (&[("POSTGRES_PORT", "five")], "POSTGRES_PORT=\"five\""),
+        (
+            &[("METRICS_MAX_STREAMS", "0")],
+            "METRICS_MAX_STREAMS=\"0\": expected a whole number of streams",
+        ),
+        (
+            &[("METRICS_MAX_STREAMS", "many")],
+            "METRICS_MAX_STREAMS=\"many\"",
+        ),
     ];
     for (pairs, want) in cases {
         let line = error_line(pairs);
@@ -222,7 +231,7 @@ proptest::proptest! {
         env_key in proptest::sample::select(&[
             "METRICS_INTERVAL_LIVE", "METRICS_INTERVAL_PERSIST", "METRICS_LISTEN",
             "METRICS_DISK_PATH", "METRICS_GPU_BACKEND", "METRICS_HOST", "POSTGRES_PORT",
-            "METRICS_RETENTION_DAYS", "METRICS_PROCFS",
+            "METRICS_RETENTION_DAYS", "METRICS_PROCFS", "METRICS_MAX_STREAMS",
         ][..]),
         password_line in proptest::option::of(0usize..8),
     ) {

@@ -14,6 +14,12 @@ fn snapshot(sample: Sample) -> Snapshot {
     }
 }
 
+fn encode_metrics(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_metrics(s, &mut out);
+    out
+}
+
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
