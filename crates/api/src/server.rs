@@ -32,6 +32,12 @@ pub struct Limits {
     /// this long is closed: a client that pipelines requests and never reads, or stops
     /// reading a stream, gives its place back (SPEC §3: 30 s).
     pub write_stall_timeout: Duration,
+    /// The kernel's send buffer per connection (Linux doubles it for its bookkeeping); 0
+    /// leaves it to the kernel's auto-tuning, which grows it to megabytes. Kept small, a
+    /// stream client that stops reading backs up within seconds: it is then skipped ahead
+    /// (a `lag` event) or closed (the stall limit) instead of the kernel queueing minutes
+    /// of stale samples for it, up to 4 MiB per client.
+    pub send_buffer_bytes: usize,
     /// Request line plus headers, in bytes; more is answered 431. hyper's default cap of
     /// 100 headers also applies (more is 431).
     pub max_header_bytes: usize,
@@ -45,6 +51,7 @@ impl Default for Limits {
             max_connections: 8192,
             header_read_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(30),
+            send_buffer_bytes: 32 * 1024,
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(3),
         }
@@ -117,6 +124,10 @@ pub async fn serve(
         };
         // Small responses: send them now rather than waiting for Nagle.
         let _ = stream.set_nodelay(true);
+        if limits.send_buffer_bytes > 0 {
+            let _ =
+                rustix::net::sockopt::set_socket_send_buffer_size(&stream, limits.send_buffer_bytes);
+        }
         let state = state.clone();
         let service = service_fn(move |request| handle(state.clone(), request));
         let io = TokioIo::new(WriteProgress::new(stream, limits.write_stall_timeout));

@@ -202,3 +202,17 @@ pub(crate) struct Thread {
     pub(crate) name: String,
     pub(crate) wakeups: u64,
 }
+
+/// Raises this test process's open-files limit so it can hold thousands of sockets.
+pub(crate) fn allow_fds(wanted: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= wanted,
+        "this test needs {wanted} open files; the hard limit is {hard} (raise it: ulimit -Hn)"
+    );
+    limit.current = Some(wanted.max(limit.current.unwrap_or(0)));
+    setrlimit(Resource::Nofile, limit).unwrap();
+}
+

@@ -5,20 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Service, get, request, wait_for};
-
-/// Raises this test process's open-files limit so it can hold thousands of sockets.
-fn allow_fds(wanted: u64) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    let hard = limit.maximum.unwrap_or(u64::MAX);
-    assert!(
-        hard >= wanted,
-        "this test needs {wanted} open files; the hard limit is {hard} (raise it: ulimit -Hn)"
-    );
-    limit.current = Some(wanted.max(limit.current.unwrap_or(0)));
-    setrlimit(Resource::Nofile, limit).unwrap();
-}
+use crate::harness::{Service, allow_fds, get, request, wait_for};
 
 #[test]
 fn a_slow_header_is_cut_off_and_does_not_block_others() {

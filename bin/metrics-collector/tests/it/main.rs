@@ -14,3 +14,5 @@ mod isolation;
 mod numbers;
 mod persistence;
 mod settings;
+mod sse;
+mod stream;

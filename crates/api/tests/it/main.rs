@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod gpu_failures;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
