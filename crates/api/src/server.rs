@@ -125,8 +125,10 @@ pub async fn serve(
         // Small responses: send them now rather than waiting for Nagle.
         let _ = stream.set_nodelay(true);
         if limits.send_buffer_bytes > 0 {
-            let _ =
-                rustix::net::sockopt::set_socket_send_buffer_size(&stream, limits.send_buffer_bytes);
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(
+                &stream,
+                limits.send_buffer_bytes,
+            );
         }
         let state = state.clone();
         let service = service_fn(move |request| handle(state.clone(), request));

@@ -17,8 +17,9 @@ pub struct DiskRow {
     pub percent: f64,
 }
 
-/// One series over one window: the mean of its live samples and their extremes, each with
-/// one decimal as `/metrics` shows them.
+/// One series over one window: the mean of its live samples (exact, so that buckets of
+/// several windows are the mean of their samples, not of rounded means) and their
+/// extremes (one decimal, as `/metrics` showed them).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stat {
     pub mean: f64,
@@ -38,6 +39,11 @@ impl Stat {
             max: Some(value),
             samples,
         }
+    }
+
+    /// The mean with one decimal: the `value` of the window's row.
+    pub fn value(&self) -> f64 {
+        probes::round1(self.mean)
     }
 
     /// A window known only by its mean (a row of the original tables).
@@ -138,7 +144,7 @@ impl Accumulate {
     /// One decimal, as the API shows them.
     fn stat(&self) -> Option<Stat> {
         (self.count > 0).then(|| Stat {
-            mean: probes::round1(self.sum / f64::from(self.count)),
+            mean: self.sum / f64::from(self.count),
             min: Some(probes::round1(self.min)),
             max: Some(probes::round1(self.max)),
             samples: self.count,

@@ -98,19 +98,19 @@ async fn row_by_row(client: &tokio_postgres::Client, backlog: &[sampler::Window]
     for w in backlog {
         let at: &SystemTime = &w.at;
         client
-            .execute(&cpu, &[at, &w.cpu.map(|s| s.mean)])
+            .execute(&cpu, &[at, &w.cpu.map(|s| s.value())])
             .await
             .unwrap();
         client
-            .execute(&ram, &[at, &w.ram.map(|s| s.mean)])
+            .execute(&ram, &[at, &w.ram.map(|s| s.value())])
             .await
             .unwrap();
         client
-            .execute(&gpu, &[at, &w.gpu.map(|s| s.mean)])
+            .execute(&gpu, &[at, &w.gpu.map(|s| s.value())])
             .await
             .unwrap();
         client
-            .execute(&temp, &[at, &w.temperature.map(|s| s.mean)])
+            .execute(&temp, &[at, &w.temperature.map(|s| s.value())])
             .await
             .unwrap();
         let d = w.disk.unwrap();

@@ -130,7 +130,7 @@ pub(crate) async fn insert<'a>(
     for w in windows {
         at.push(w.at);
         for (k, stat) in [w.cpu, w.ram, w.gpu, w.temperature].iter().enumerate() {
-            values[3 * k].push(stat.map(|s| s.mean));
+            values[3 * k].push(stat.map(|s| s.value()));
             values[3 * k + 1].push(stat.and_then(|s| s.min));
             values[3 * k + 2].push(stat.and_then(|s| s.max));
         }

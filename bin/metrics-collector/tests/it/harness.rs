@@ -215,4 +215,3 @@ pub(crate) fn allow_fds(wanted: u64) {
     limit.current = Some(wanted.max(limit.current.unwrap_or(0)));
     setrlimit(Resource::Nofile, limit).unwrap();
 }
-

@@ -9,6 +9,7 @@ mod harness;
 mod api;
 mod cli;
 mod hangs;
+mod history;
 mod hostile;
 mod isolation;
 mod numbers;

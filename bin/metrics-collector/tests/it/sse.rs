@@ -48,7 +48,8 @@ impl Sse {
         headers: &[(&str, &str)],
     ) -> Self {
         let mut sock = TcpStream::connect(addr).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -69,7 +70,11 @@ impl Sse {
                 s.raw.drain(..end + 4);
                 break;
             }
-            assert!(s.fill(deadline), "no response head; got {:?}", String::from_utf8_lossy(&s.raw));
+            assert!(
+                s.fill(deadline),
+                "no response head; got {:?}",
+                String::from_utf8_lossy(&s.raw)
+            );
         }
         s.status = s
             .head
@@ -83,7 +88,9 @@ impl Sse {
     pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 

@@ -36,17 +36,31 @@ fn a_client_gets_the_headers_the_retry_and_the_latest_sample_at_once_then_heartb
     let opened = Instant::now();
     let mut s = Sse::open(svc.addr, STREAM, &[("Accept-Encoding", "gzip, br")]);
     assert_eq!(s.status, 200);
-    assert_eq!(s.header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(
+        s.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
     assert_eq!(s.header("cache-control").as_deref(), Some("no-cache"));
     assert_eq!(s.header("x-accel-buffering").as_deref(), Some("no"));
     assert_eq!(s.header("content-encoding"), None, "never compressed");
 
-    let first = s.next(Duration::from_secs(1)).expect("the retry line at once");
+    let first = s
+        .next(Duration::from_secs(1))
+        .expect("the retry line at once");
     assert_eq!(first.retry, Some(5000), "{first:?}");
-    let sample = s.next(Duration::from_secs(1)).expect("the latest sample at once");
+    let sample = s
+        .next(Duration::from_secs(1))
+        .expect("the latest sample at once");
     assert!(opened.elapsed() < Duration::from_secs(2));
-    assert!(sample.is_sample(), "{sample:?}: no event name, so onmessage gets it");
-    assert_eq!(sample.data.as_deref(), Some(metrics.as_str()), "exactly the /metrics JSON");
+    assert!(
+        sample.is_sample(),
+        "{sample:?}: no event name, so onmessage gets it"
+    );
+    assert_eq!(
+        sample.data.as_deref(),
+        Some(metrics.as_str()),
+        "exactly the /metrics JSON"
+    );
     let stamp = sample.json()["timestamp"].as_str().unwrap().to_owned();
     let t = time::OffsetDateTime::parse(&stamp, &time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -61,8 +75,14 @@ fn a_client_gets_the_headers_the_retry_and_the_latest_sample_at_once_then_heartb
     let quiet = Instant::now();
     let next = s.next(Duration::from_secs(18)).expect("a heartbeat");
     assert_eq!(next.comment.as_deref(), Some("keep-alive"), "{next:?}");
-    assert!(quiet.elapsed() >= Duration::from_secs(13), "{:?}", quiet.elapsed());
-    let after = s.next_sample(Duration::from_secs(10)).expect("the next sample");
+    assert!(
+        quiet.elapsed() >= Duration::from_secs(13),
+        "{:?}",
+        quiet.elapsed()
+    );
+    let after = s
+        .next_sample(Duration::from_secs(10))
+        .expect("the next sample");
     assert!(after.id > sample.id);
 }
 
@@ -84,12 +104,24 @@ fn a_resumed_client_gets_each_sample_once_and_in_order() {
     seen.extend(samples(&mut reference, 8));
     let last = before.last().unwrap().id.unwrap();
     let mut resumed = Sse::open(svc.addr, STREAM, &[("Last-Event-ID", &last.to_string())]);
-    assert_eq!(resumed.next(Duration::from_secs(2)).unwrap().retry, Some(5000));
+    assert_eq!(
+        resumed.next(Duration::from_secs(2)).unwrap().retry,
+        Some(5000)
+    );
     let newest = seen.last().unwrap().id.unwrap();
     let mut after = Vec::new();
-    while after.last().and_then(|b: &Block| b.id).is_none_or(|id| id < newest) {
-        let b = resumed.next(Duration::from_secs(10)).expect("more after the resume");
-        assert!(b.is_sample(), "no reset or lag for a resume memory covers: {b:?}");
+    while after
+        .last()
+        .and_then(|b: &Block| b.id)
+        .is_none_or(|id| id < newest)
+    {
+        let b = resumed
+            .next(Duration::from_secs(10))
+            .expect("more after the resume");
+        assert!(
+            b.is_sample(),
+            "no reset or lag for a resume memory covers: {b:?}"
+        );
         after.push(b);
     }
     let mut got = ids(&before);
@@ -100,12 +132,18 @@ fn a_resumed_client_gets_each_sample_once_and_in_order() {
         .copied()
         .filter(|id| *id >= got[0] && *id <= newest)
         .collect();
-    assert_eq!(got, span, "before and after the resume: each sample once, in order");
+    assert_eq!(
+        got, span,
+        "before and after the resume: each sample once, in order"
+    );
 
     // The query parameter, for clients that cannot set headers; the header wins.
     let mut by_query = Sse::open(svc.addr, &format!("{STREAM}?last_event_id={last}"), &[]);
     by_query.next(Duration::from_secs(2));
-    assert_eq!(by_query.next_sample(Duration::from_secs(2)).unwrap().id, after.first().unwrap().id);
+    assert_eq!(
+        by_query.next_sample(Duration::from_secs(2)).unwrap().id,
+        after.first().unwrap().id
+    );
     let mut both = Sse::open(
         svc.addr,
         &format!("{STREAM}?last_event_id=1"),
@@ -117,7 +155,12 @@ fn a_resumed_client_gets_each_sample_once_and_in_order() {
 
     let bad = get(svc.addr, &format!("{STREAM}?last_event_id=yesterday"));
     assert_eq!(bad.status, 400, "{}", bad.text());
-    assert!(bad.json()["error"].as_str().unwrap().contains("last_event_id"));
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("last_event_id")
+    );
 }
 
 #[test]
@@ -154,17 +197,29 @@ fn one_stream_over_the_cap_gets_503_and_a_closed_client_frees_its_slot_within_an
     samples(&mut a, 1);
     samples(&mut b, 1);
     let h = svc.json("/health");
-    assert_eq!(h["streams"], serde_json::json!({"open": 2, "max": 2}), "{h}");
+    assert_eq!(
+        h["streams"],
+        serde_json::json!({"open": 2, "max": 2}),
+        "{h}"
+    );
 
     let refused = get(svc.addr, STREAM);
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("retry-after"), Some("1"));
-    assert!(refused.json()["error"].as_str().unwrap().contains("METRICS_MAX_STREAMS"));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("METRICS_MAX_STREAMS")
+    );
 
     // HEAD gives the headers only, and takes no slot.
     let head = Sse::open_with(svc.addr, "HEAD", STREAM, &[]);
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(
+        head.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
 
     drop(a);
     let closed = Instant::now();
@@ -200,7 +255,10 @@ fn a_stalled_client_slows_neither_the_sampler_nor_a_fast_client() {
     );
     // The sampler kept its schedule: 30 samples in about 3 s.
     let span = got_ids.last().unwrap() - got_ids[0];
-    assert!((2_500..=4_500).contains(&span), "29 intervals took {span} ms");
+    assert!(
+        (2_500..=4_500).contains(&span),
+        "29 intervals took {span} ms"
+    );
     let h = svc.json("/health");
     assert!(h["last_sample_age_seconds"].as_f64().unwrap() < 0.5, "{h}");
     drop(stalled);
@@ -219,7 +277,10 @@ fn sigterm_ends_every_stream_cleanly_and_the_service_exits_0() {
     }
     svc.signal(Signal::TERM);
     for (i, s) in streams.iter_mut().enumerate() {
-        assert!(s.ends_cleanly(Duration::from_secs(5)), "stream {i} ended without its last chunk");
+        assert!(
+            s.ends_cleanly(Duration::from_secs(5)),
+            "stream {i} ended without its last chunk"
+        );
     }
     let status = svc.wait_exit(Duration::from_secs(6));
     assert_eq!(status.code(), Some(0), "{}", svc.log());

@@ -56,7 +56,10 @@ async fn backed_up(server: SocketAddr, client: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = 0;
     loop {
-        assert!(Instant::now() < deadline, "the server's writes never backed up");
+        assert!(
+            Instant::now() < deadline,
+            "the server's writes never backed up"
+        );
         let (now, _) = server_end(server, client).expect("the connection is open");
         if now > 0 && now == last {
             return;
@@ -111,7 +114,11 @@ async fn a_client_that_fell_behind_is_skipped_ahead_with_lag_and_one_that_takes_
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(20);
     let lag_at = loop {
-        assert!(Instant::now() < deadline, "no lag event in {} bytes", text.len());
+        assert!(
+            Instant::now() < deadline,
+            "no lag event in {} bytes",
+            text.len()
+        );
         let n = tokio::time::timeout(Duration::from_secs(5), behind.read(&mut buf))
             .await
             .expect("the stream goes on")
@@ -129,7 +136,10 @@ async fn a_client_that_fell_behind_is_skipped_ahead_with_lag_and_one_that_takes_
         .unwrap()
         .parse()
         .unwrap();
-    assert!(dropped > 8, "more than the catch-up allowance was skipped: {dropped}");
+    assert!(
+        dropped > 8,
+        "more than the catch-up allowance was skipped: {dropped}"
+    );
     // Read on until a few samples follow the lag: they come in order, one per sample.
     loop {
         let ids: Vec<i64> = text[lag_at..]
@@ -154,11 +164,17 @@ async fn a_client_that_fell_behind_is_skipped_ahead_with_lag_and_one_that_takes_
     let stalled_since = Instant::now();
     let deadline = stalled_since + Duration::from_secs(20);
     while server_end(addr, never_end).is_some_and(|(_, established)| established) {
-        assert!(Instant::now() < deadline, "the stalled stream was never closed");
+        assert!(
+            Instant::now() < deadline,
+            "the stalled stream was never closed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let age = latest.borrow().as_ref().map(|p| p.taken.elapsed()).unwrap();
-    assert!(age < Duration::from_millis(500), "the sampler fell behind: {age:?}");
+    assert!(
+        age < Duration::from_millis(500),
+        "the sampler fell behind: {age:?}"
+    );
     let mut other = TcpStream::connect(addr).await.unwrap();
     other
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
