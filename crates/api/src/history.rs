@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use sampler::{Columns, Grid, Series};
+use sampler::{Columns, Grid, Ring, Series};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -254,6 +254,28 @@ pub(crate) async fn columns(history: &History, q: &Query) -> (Columns, Source, b
         }
         Err(()) => (columns, Source::Memory, true),
     }
+}
+
+/// The answer from memory alone, as `/metrics/history` would give it for `query` at
+/// `now_ms` (for benches and tools; the server reads older ranges from the archive too).
+pub fn from_memory(
+    ring: &Ring,
+    host: &str,
+    query: Option<&str>,
+    now_ms: i64,
+    live: Duration,
+) -> Result<Bytes, String> {
+    let q = parse(query, now_ms, live, ring.window_every())?;
+    let grid = Grid::covering(q.start_ms, q.end_ms, q.step_ms);
+    let mut columns = Columns::empty(grid, &q.series);
+    let partial = if q.step_ms < duration_ms(ring.window_every()) {
+        ring.fill_samples(&mut columns);
+        false
+    } else {
+        ring.fill_windows(&mut columns, i64::MIN);
+        grid.first_ms < ring.windows_from_ms()
+    };
+    Ok(encode(host, &q, &columns, Source::Memory, partial))
 }
 
 /// The whole answer for `q`.

@@ -25,6 +25,7 @@ mod wire;
 
 pub use bodies::{Bodies, Encoder, Latest};
 pub use client::{health_status, local_address};
+pub use history::from_memory as history_from_memory;
 pub use server::{Limits, connection_budget, serve};
 pub use wire::rfc3339;
 

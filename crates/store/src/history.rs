@@ -4,7 +4,6 @@
 //! only the requests that need it and never the writer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -92,7 +91,8 @@ impl HistoryReader {
         }
     }
 
-    /// Buckets of `grid` from this host's windows that began in `[from_ms, to_ms)`.
+    /// Buckets of `grid` from this host's windows that began in `[from_ms, to_ms)`: one
+    /// statement per series, run on both connections of the pool at once.
     pub async fn buckets(
         &self,
         grid: Grid,
@@ -104,46 +104,55 @@ impl HistoryReader {
         if series.is_empty() || from_ms >= to_ms {
             return Ok(columns);
         }
-        let client = self.pool.get().await?;
-        let sql = buckets_sql(series);
-        let statement = client.prepare_cached(&sql).await?;
-        // Rows are stamped when their window closed, up to one interval after it began.
+        // A window began on the grid line before its row's timestamp, so "began in
+        // [from, to)" is "stamped in (L, U]" with L and U the grid lines at or after from
+        // and to: a plain range on the (host, timestamp) index.
+        let every = self.every_ms;
+        let line_at_or_after =
+            |t: i64| t.div_euclid(every) * every + every * i64::from(t.rem_euclid(every) != 0);
         let (lo, hi) = (
-            sampler::from_unix_ms(from_ms.clamp(0, LAST_MS)),
-            sampler::from_unix_ms(to_ms.saturating_add(self.every_ms).clamp(0, LAST_MS)),
+            sampler::from_unix_ms(line_at_or_after(from_ms).clamp(0, LAST_MS)),
+            sampler::from_unix_ms(line_at_or_after(to_ms).clamp(0, LAST_MS)),
         );
-        let params = (
-            self.every_ms as f64,
-            from_ms as f64,
-            to_ms as f64,
-            grid.first_ms as f64,
-            grid.step_ms as f64,
-        );
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &self.host, &lo, &hi, &params.0, &params.1, &params.2, &params.3, &params.4,
-                ],
-            )
-            .await?;
-        for row in rows {
-            let k: i32 = row.get(0);
-            let bucket: i64 = row.get(1);
-            let (mean, windows): (Option<f64>, i64) = (row.get(2), row.get(3));
-            let (min, max, with_extremes): (Option<f64>, Option<f64>, i64) =
-                (row.get(4), row.get(5), row.get(6));
-            let (Some(series), Ok(i), Some(mean)) = (
-                usize::try_from(k).ok().and_then(|k| Series::ALL.get(k)),
-                usize::try_from(bucket),
-                mean,
-            ) else {
+        let mut tasks = tokio::task::JoinSet::new();
+        for s in series {
+            let (pool, host, s) = (self.pool.clone(), self.host.clone(), *s);
+            let (every_s, step_s) = (every as f64 / 1000.0, grid.step_ms as f64 / 1000.0);
+            let origin = sampler::from_unix_ms(grid.first_ms);
+            tasks.spawn(async move {
+                let client = pool.get().await?;
+                let statement = client.prepare_cached(&bucket_sql(s)).await?;
+                let rows = client
+                    .query(&statement, &[&host, &lo, &hi, &every_s, &step_s, &origin])
+                    .await?;
+                Ok::<_, Error>((s, rows))
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (s, rows) = match done {
+                Ok(result) => result?,
+                Err(e) => {
+                    return Err(Error::Timeout(if e.is_panic() {
+                        "a history query (it panicked)"
+                    } else {
+                        "a history query (cancelled)"
+                    }));
+                }
+            };
+            let Some(buckets) = columns.column_mut(s) else {
                 continue;
             };
-            let known = with_extremes == windows;
-            if let Some(b) = columns.column_mut(*series).and_then(|c| c.get_mut(i)) {
-                b.add_aggregate(
-                    mean,
+            for row in rows {
+                let bucket: SystemTime = row.get(0);
+                let (sum, windows): (Option<f64>, i64) = (row.get(1), row.get(2));
+                let (min, max, with_extremes): (Option<f64>, Option<f64>, i64) =
+                    (row.get(3), row.get(4), row.get(5));
+                let (Some(i), Some(sum)) = (grid.index(sampler::unix_ms(bucket)), sum) else {
+                    continue;
+                };
+                let known = with_extremes == windows && windows > 0;
+                buckets[i].add_aggregate(
+                    sum / windows.max(1) as f64,
                     windows as f64 * self.nominal,
                     min.filter(|_| known),
                     max.filter(|_| known),
@@ -239,33 +248,22 @@ fn source(series: Series) -> (&'static str, &'static str) {
     }
 }
 
-/// One statement for every series asked: each row's window start (the grid line before
-/// its timestamp, SPEC §5 rows being stamped at their window's close), its bucket, and per
-/// bucket the mean of the windows, their count, and the extremes with how many rows had
-/// them. $1 host, $2/$3 timestamp bounds (for the index), $4 the persist interval in ms,
-/// $5/$6 the window starts kept, $7 the grid's first bucket, $8 its step.
-fn buckets_sql(series: &[Series]) -> String {
-    let mut parts = String::new();
-    for s in series {
-        let (table, columns) = source(*s);
-        if !parts.is_empty() {
-            parts.push_str(" UNION ALL ");
-        }
-        let _ = write!(
-            parts,
-            "SELECT {k}::int4 AS s, timestamp, {columns} FROM {table} \
-             WHERE host = $1 AND timestamp > $2 AND timestamp <= $3",
-            k = s.index()
-        );
-    }
+/// One series' buckets: each row's window start (the grid line before its timestamp, rows
+/// being stamped when their window closed), its bucket (`date_bin` with the grid's first
+/// bucket as origin), and per bucket the sum and count of the windows' means and their
+/// extremes with how many rows kept them. $1 host, $2/$3 the timestamp range, $4 the
+/// persist interval and $5 the step in seconds, $6 the grid's first bucket.
+fn bucket_sql(series: Series) -> String {
+    let (table, columns) = source(series);
     format!(
-        "SELECT s, floor((start - $7) / $8)::int8 AS b, avg(v)::float8, count(*)::int8, \
-                min(lo)::float8, max(hi)::float8, count(lo)::int8 \
-         FROM (SELECT s, v, lo, hi, \
-                      ceil(extract(epoch FROM timestamp)::float8 * 1000 / $4) * $4 - $4 AS start \
-               FROM ({parts}) AS rows(s, timestamp, v, lo, hi)) AS w \
-         WHERE start >= $5 AND start < $6 \
-         GROUP BY 1, 2"
+        "SELECT date_bin(make_interval(secs => $5), \
+                         date_bin(make_interval(secs => $4), timestamp - interval '1 microsecond', \
+                                  timestamptz 'epoch'), \
+                         $6) AS bucket, \
+                sum(v), count(*), min(lo), max(hi), count(lo) \
+         FROM (SELECT timestamp, {columns} FROM {table} \
+               WHERE host = $1 AND timestamp > $2 AND timestamp <= $3) AS w(timestamp, v, lo, hi) \
+         GROUP BY 1"
     )
 }
 
