@@ -283,11 +283,8 @@ async fn refill(ring: Arc<sampler::Ring>, archive: Arc<store::HistoryReader>) {
     let mut told = false;
     loop {
         let started = std::time::Instant::now();
-        let since = std::time::SystemTime::now() - sampler::WINDOW_SPAN;
-        match sampler::Archive::windows_since(&*archive, since).await {
-            Ok(windows) => {
-                let n = windows.len();
-                ring.refill(windows, since);
+        match sampler::refill(&ring, &*archive, std::time::SystemTime::now()).await {
+            Ok(n) => {
                 tracing::info!(
                     windows = n,
                     took_ms = started.elapsed().as_millis() as u64,

@@ -274,8 +274,9 @@ pub trait Archive: Send + Sync + 'static {
         to_ms: i64,
     ) -> ArchiveFuture<'_, Columns>;
 
-    /// This host's windows closed since `since`, oldest first (refilling the ring).
-    fn windows_since(&self, since: SystemTime) -> ArchiveFuture<'_, Vec<Window>>;
+    /// This host's windows whose rows are stamped in `(from, to]`, oldest first
+    /// (refilling the ring, an hour at a time).
+    fn windows(&self, from: SystemTime, to: SystemTime) -> ArchiveFuture<'_, Vec<Window>>;
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub use discover::{discover_gpu, discover_with};
 pub use engine::{Engine, Probes};
 pub use history::{Archive, ArchiveFuture, Bucket, Columns, Grid, Series};
 pub use persist::{DatabaseView, LostWindows, Persist, WindowSink, WriterState, WriterStatus};
-pub use ring::{CatchUp, LIVE_SPAN, Resume, Ring, RingStats, WINDOW_SPAN, window_start};
+pub use ring::{CatchUp, LIVE_SPAN, Resume, Ring, RingStats, WINDOW_SPAN, refill, window_start};
 pub use schedule::{Latest, Outputs, Running, first_tick_delay, start};
 pub use snapshot::{Encode, Families, FamilyState, NoBodies, Published, Snapshot};
 pub use window::{DiskRow, Stat, Window, WindowBuilder, from_unix_ms, unix_ms, window_start_ms};

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use crate::Snapshot;
-use crate::history::{Columns, Series};
+use crate::history::{Archive, Columns, Series};
 use crate::window::{Stat, Window, from_unix_ms, unix_ms, window_start_ms};
 
 /// How far back live samples are kept.
@@ -215,23 +215,26 @@ impl Ring {
         inner.samples.push(LivePoint { pos, ..point });
     }
 
-    /// Puts the windows of an earlier run (read back from the database, oldest first)
-    /// before the ones this run closed; `from` is where the span read began: from there
-    /// on, memory holds every window there is.
+    /// Adds windows read back from the database (an earlier run's, oldest first) to the
+    /// ones held, in order of their start; where both have a window with the same start,
+    /// the one held stays. `from` is where the span read began: once every span from
+    /// there to now has been added (newest first, so what is claimed is always whole),
+    /// memory holds every window there is from `from` on.
     pub fn refill(&self, older: Vec<Window>, from: SystemTime) {
         let mut inner = self.write();
-        let mine: Vec<WindowPoint> = inner.windows.iter().copied().collect();
-        let first_mine = mine.first().map_or(i64::MAX, |w| w.start_ms);
-        inner.windows.clear();
-        let capacity = inner.windows.items.capacity();
-        let keep_older: Vec<WindowPoint> = older
+        let mut merged: Vec<(WindowPoint, bool)> = inner
+            .windows
             .iter()
-            .map(window_point)
-            .filter(|w| w.start_ms < first_mine)
+            .map(|w| (*w, true))
+            .chain(older.iter().map(|w| (window_point(w), false)))
             .collect();
-        let total = keep_older.len() + mine.len();
-        let skip = total.saturating_sub(capacity);
-        for w in keep_older.into_iter().chain(mine).skip(skip) {
+        // Held ones first among equals, then keep the first of each start.
+        merged.sort_by_key(|(w, held)| (w.start_ms, !*held));
+        merged.dedup_by_key(|(w, _)| w.start_ms);
+        let capacity = inner.windows.items.capacity();
+        let skip = merged.len().saturating_sub(capacity);
+        inner.windows.clear();
+        for (w, _) in merged.into_iter().skip(skip) {
             inner.windows.push(w);
         }
         inner.windows_from_ms = inner.windows_from_ms.min(unix_ms(from));
@@ -361,6 +364,28 @@ impl Ring {
             refilled: inner.refilled,
         }
     }
+}
+
+/// The span one refill step reads: an hour of rows at a time keeps what the read-back
+/// allocates small (a day at once is megabytes of rows the allocator keeps afterwards).
+const REFILL_STEP: Duration = Duration::from_secs(3600);
+
+/// Refills `ring` with this host's windows of the last [`WINDOW_SPAN`] before `now` from
+/// `archive`, newest hour first, so that after each step memory holds everything from
+/// that hour on. Returns the windows read; an error (one line) stops it where it was, and
+/// calling it again starts over (the ring keeps one copy of each window).
+pub async fn refill(ring: &Ring, archive: &dyn Archive, now: SystemTime) -> Result<usize, String> {
+    let since = now - WINDOW_SPAN;
+    let mut to = now + Duration::from_secs(60);
+    let mut read = 0;
+    while to > since {
+        let from = (to - REFILL_STEP).max(since);
+        let windows = archive.windows(from, to).await?;
+        read += windows.len();
+        ring.refill(windows, from);
+        to = from;
+    }
+    Ok(read)
 }
 
 fn add_samples(inner: &Inner, columns: &mut Columns, from_ms: i64) {

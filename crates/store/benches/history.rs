@@ -3,9 +3,9 @@
 //! - a 7-day range at 1,000 buckets (630 s), all five series, from 7 days of 30 s windows
 //!   (20,160 windows × 5 tables): `HistoryReader::buckets`, against the same five-table
 //!   index range scan counting the rows (what PostgreSQL must read at least);
-//! - refilling the ring after a restart: the last 24 h of windows (2,880) read back with
-//!   `HistoryReader::windows_since` and put in a ring, against a bare `SELECT` of the same
-//!   rows.
+//! - refilling the ring after a restart: the last 24 h of windows (2,880) read back an
+//!   hour at a time (`sampler::refill` over the reader) into a ring, against a bare
+//!   `SELECT` of the same rows in one statement.
 //!
 //! `cargo bench -p store --bench history` starts a throwaway PostgreSQL (devpg) and prints
 //! p50/p99/max of 50 runs each. Under `cargo test` (no `--bench`) it runs a small smoke
@@ -158,9 +158,8 @@ fn main() {
         let ring = sampler::Ring::new(Duration::from_secs(5), PERSIST);
         let held = std::sync::atomic::AtomicUsize::new(0);
         let refill = timed(runs, || async {
-            let windows = reader.windows_since(since).await.unwrap();
-            held.store(windows.len(), std::sync::atomic::Ordering::Relaxed);
-            ring.refill(windows, since);
+            let n = sampler::refill(&ring, &reader, SystemTime::now()).await.unwrap();
+            held.store(n, std::sync::atomic::Ordering::Relaxed);
         })
         .await;
         let held = held.into_inner();
@@ -174,7 +173,7 @@ fn main() {
         })
         .await;
         println!("refill: the last 24 h ({held} windows) into a ring:");
-        println!("  ours  windows_since + Ring::refill: {}", percentiles(refill));
+        println!("  ours  sampler::refill, 24 steps:  {}", percentiles(refill));
         println!("  floor selecting the same rows:     {}", percentiles(floor));
     });
 }

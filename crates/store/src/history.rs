@@ -162,12 +162,17 @@ impl HistoryReader {
         Ok(columns)
     }
 
-    /// This host's windows closed after `since`, oldest first.
-    pub async fn windows_since(&self, since: SystemTime) -> Result<Vec<Window>, Error> {
+    /// This host's windows whose rows are stamped in `(from, to]`, oldest first.
+    pub async fn windows(&self, from: SystemTime, to: SystemTime) -> Result<Vec<Window>, Error> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(WINDOWS_SINCE).await?;
-        let rows = client.query(&statement, &[&self.host, &since]).await?;
+        let statement = client.prepare_cached(WINDOWS_BETWEEN).await?;
+        let rows = client.query(&statement, &[&self.host, &from, &to]).await?;
         let mut windows: BTreeMap<i64, Window> = BTreeMap::new();
+        self.add_rows(&mut windows, rows);
+        Ok(windows.into_values().collect())
+    }
+
+    fn add_rows(&self, windows: &mut BTreeMap<i64, Window>, rows: Vec<tokio_postgres::Row>) {
         for row in rows {
             let k: i32 = row.get(0);
             let at: SystemTime = row.get(1);
@@ -205,7 +210,6 @@ impl HistoryReader {
                 }
             }
         }
-        Ok(windows.into_values().collect())
     }
 }
 
@@ -226,11 +230,11 @@ impl sampler::Archive for HistoryReader {
         })
     }
 
-    fn windows_since(&self, since: SystemTime) -> ArchiveFuture<'_, Vec<Window>> {
+    fn windows(&self, from: SystemTime, to: SystemTime) -> ArchiveFuture<'_, Vec<Window>> {
         Box::pin(async move {
             self.bounded(
-                "reading the last day's windows",
-                HistoryReader::windows_since(self, since),
+                "reading windows back",
+                HistoryReader::windows(self, from, to),
             )
             .await
         })
@@ -267,15 +271,15 @@ fn bucket_sql(series: Series) -> String {
     )
 }
 
-/// Every row of this host since $2, tagged with its series (as in [`Series::index`]).
-const WINDOWS_SINCE: &str = "
+/// Every row of this host in ($2, $3], tagged with its series (as in [`Series::index`]).
+const WINDOWS_BETWEEN: &str = "
 SELECT 0::int4, timestamp, value, value_min, value_max, NULL::int8, NULL::int8
-  FROM metrics_cpu WHERE host = $1 AND timestamp > $2
+  FROM metrics_cpu WHERE host = $1 AND timestamp > $2 AND timestamp <= $3
 UNION ALL SELECT 1, timestamp, value, value_min, value_max, NULL, NULL
-  FROM metrics_ram WHERE host = $1 AND timestamp > $2
+  FROM metrics_ram WHERE host = $1 AND timestamp > $2 AND timestamp <= $3
 UNION ALL SELECT 2, timestamp, value, value_min, value_max, NULL, NULL
-  FROM metrics_gpu WHERE host = $1 AND timestamp > $2
+  FROM metrics_gpu WHERE host = $1 AND timestamp > $2 AND timestamp <= $3
 UNION ALL SELECT 3, timestamp, value, value_min, value_max, NULL, NULL
-  FROM metrics_temperature WHERE host = $1 AND timestamp > $2
+  FROM metrics_temperature WHERE host = $1 AND timestamp > $2 AND timestamp <= $3
 UNION ALL SELECT 4, timestamp, percent, percent, percent, used, free
-  FROM metrics_disk WHERE host = $1 AND timestamp > $2";
+  FROM metrics_disk WHERE host = $1 AND timestamp > $2 AND timestamp <= $3";
