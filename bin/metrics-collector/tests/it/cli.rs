@@ -47,6 +47,7 @@ fn help_lists_every_setting_and_version_prints_it() {
         "METRICS_ROOTFS",
         "METRICS_PROCFS",
         "METRICS_SYSFS",
+        "METRICS_MAX_STREAMS",
         "POSTGRES_HOST",
         "POSTGRES_PORT",
         "POSTGRES_USER",
