@@ -12,6 +12,9 @@
 //! service with its disk on a FUSE mount, idle before the mount hangs and again after it
 //! comes back (`bench/hang.rs`), beside the raw-read floor in each window.
 //!
+//! `cargo xtask bench stream` (`bench/stream.rs`) measures `/metrics/stream` fan-out instead:
+//! CPU per delivered sample, latency and RSS per subscriber beside a bare-socket floor.
+//!
 //! Both servers are stopped by PID at the end, also on error (a guard's `Drop`). Every wait
 //! is bounded in time. Raw `wrk` outputs and server logs stay in `<target>/bench/<time>/`.
 
@@ -29,6 +32,7 @@ use anyhow::{Context, bail};
 use crate::util::{self, cargo};
 
 mod hang;
+mod stream;
 
 const USAGE: &str =
     "usage: cargo xtask bench [--idle-secs N] [--duration N] [--rounds N] [--interval S]
@@ -38,7 +42,9 @@ const USAGE: &str =
   --rounds N      load rounds per server, order alternating, medians reported (default 3)
   --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)
   --hang-secs N   each idle window before and after a released hang, seconds (default 120;
-                  0 skips that part; needs bindfs)";
+                  0 skips that part; needs bindfs)
+       cargo xtask bench stream [--subscribers N,N] [--samples N] [--interval S]
+                  stream fan-out instead (see `cargo xtask bench stream --help`)";
 
 /// How long a server may take to answer its first 200.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -124,6 +130,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("stream") {
+        return stream::run(&args[1..]);
+    }
     let Some(options) = parse_args(args)? else {
         return Ok(());
     };
