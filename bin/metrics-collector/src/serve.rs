@@ -14,6 +14,8 @@ use crate::config::Config;
 /// How long start-up waits for GPU discovery (NVML can hang in the driver) before it
 /// serves without the GPU and lets discovery finish in the background.
 pub(crate) const GPU_DISCOVERY_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections kept for requests other than streams, whatever `METRICS_MAX_STREAMS` says.
+const STREAM_RESERVE: usize = 64;
 /// How long the writer may take, from SIGTERM, to write what is queued (its own flush
 /// deadline is 3 s; this also covers an attempt in progress).
 const WRITER_STOP_BOUND: Duration = Duration::from_secs(4);
@@ -147,9 +149,18 @@ async fn run(config: Config) -> ExitCode {
         max_connections: api::connection_budget(),
         ..api::Limits::default()
     };
+    // Streams never take the last connections: /health and /metrics must still get in.
+    let stream_room = limits.max_connections.saturating_sub(STREAM_RESERVE).max(1);
+    if config.max_streams > stream_room {
+        tracing::warn!(
+            max_streams = config.max_streams,
+            serving = stream_room,
+            "METRICS_MAX_STREAMS is more than the open-files limit allows; raise it (ulimit -n)"
+        );
+    }
     let state = api::AppState::new(latest, database, config.live_interval, &config.host)
         .with_history(ring, archive.map(|a| a as Arc<dyn sampler::Archive>))
-        .with_max_streams(config.max_streams);
+        .with_max_streams(config.max_streams.min(stream_room));
     tracing::info!(
         listen = %local,
         interval_s = config.live_interval.as_secs_f64(),

@@ -49,6 +49,11 @@ pub struct AppState {
     /// Turns `true` when the server shuts down: streams end.
     pub(crate) closing: watch::Receiver<bool>,
     closing_tx: Arc<watch::Sender<bool>>,
+    /// Changes once per published sample, sent by the relay task: what streams wait on.
+    pub(crate) published: watch::Receiver<()>,
+    published_tx: Arc<watch::Sender<()>>,
+    /// Told when a stream opens, so the relay sleeps while there is none.
+    pub(crate) stream_opened: Arc<tokio::sync::Notify>,
 }
 
 /// Where `/metrics/history` and the stream's resume read from.
@@ -92,6 +97,7 @@ impl AppState {
         host: &str,
     ) -> Self {
         let (closing_tx, closing) = watch::channel(false);
+        let (published_tx, published) = watch::channel(());
         Self {
             latest,
             database,
@@ -105,7 +111,14 @@ impl AppState {
             },
             closing,
             closing_tx: Arc::new(closing_tx),
+            published,
+            published_tx: Arc::new(published_tx),
+            stream_opened: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    pub(crate) fn published_tx(&self) -> Arc<watch::Sender<()>> {
+        Arc::clone(&self.published_tx)
     }
 
     /// Serves `/metrics/history` and `/metrics/stream` from `ring` (the one the engine

@@ -80,6 +80,9 @@ pub async fn serve(
         .max_buf_size(limits.max_header_bytes.max(8192) * 2)
         .keep_alive(true);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Streams are woken by this task, not by the sampler's publish: the probe thread wakes
+    // one task whatever the number of streams.
+    tokio::spawn(crate::stream::relay(state.clone()));
     let graceful = GracefulShutdown::new();
     let mut last_logged: Option<Instant> = None;
     let mut suppressed = 0u64;
@@ -154,12 +157,16 @@ pub async fn serve(
     }
 }
 
+/// The most connections the budget ever allows.
+const MAX_CONNECTIONS: u64 = 1 << 20;
+
 /// File descriptors kept back from connections for probes, logs and the database.
 const RESERVED_FDS: u64 = 64;
 
 /// How many connections this process can afford: raises the soft open-files limit to the
 /// hard one (as Go's runtime does; each client is a descriptor), then keeps a reserve for
-/// everything else, within 16..=8192.
+/// everything else, within 16..=1,048,576 (each connection costs its descriptor and a few
+/// KiB; a fleet's dashboards may hold thousands of streams).
 pub fn connection_budget() -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
@@ -171,7 +178,12 @@ pub fn connection_budget() -> usize {
             in_force = hard;
         }
     }
-    usize::try_from(in_force.saturating_sub(RESERVED_FDS).clamp(16, 8192)).unwrap_or(8192)
+    usize::try_from(
+        in_force
+            .saturating_sub(RESERVED_FDS)
+            .clamp(16, MAX_CONNECTIONS),
+    )
+    .unwrap_or(8192)
 }
 
 /// A connection's socket with a rule on writing: once a write cannot go through (the

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::ReusableBoxFuture;
 
-use crate::{AppState, Latest};
+use crate::AppState;
 
 /// What a new stream starts with: how long a browser waits before reconnecting.
 const RETRY: &[u8] = b"retry: 5000\n\n";
@@ -38,19 +38,50 @@ enum Wake {
     Closing,
 }
 
-type Waited = (Latest, watch::Receiver<bool>, Wake);
+type Published = watch::Receiver<()>;
+type Waited = (Published, watch::Receiver<bool>, Wake);
 
-async fn next_wake(mut latest: Latest, mut closing: watch::Receiver<bool>) -> Waited {
+async fn next_wake(mut published: Published, mut closing: watch::Receiver<bool>) -> Waited {
     let wake = tokio::select! {
         biased;
         _ = closing.wait_for(|c| *c) => Wake::Closing,
-        changed = latest.changed() => match changed {
+        changed = published.changed() => match changed {
             Ok(()) => Wake::Published,
-            // The engine is gone: nothing more will come.
+            // The relay is gone: nothing more will come.
             Err(_) => Wake::Closing,
         },
     };
-    (latest, closing, wake)
+    (published, closing, wake)
+}
+
+/// Passes each publish on to the streams: the engine's probe thread then wakes this one
+/// task, and the thousands of stream wake-ups happen on the runtime's threads. While no
+/// stream is open it sleeps (an idle service wakes no HTTP worker). Ends at shutdown or
+/// when the engine is gone.
+pub(crate) async fn relay(state: AppState) {
+    let mut latest = state.latest.clone();
+    let mut closing = state.closing.clone();
+    let streams = state.published_tx();
+    loop {
+        if state.streams.open() == 0 {
+            tokio::select! {
+                biased;
+                _ = closing.wait_for(|c| *c) => return,
+                () = state.stream_opened.notified() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = closing.wait_for(|c| *c) => return,
+            changed = latest.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                streams.send_replace(());
+            }
+        }
+    }
 }
 
 /// One client's stream.
@@ -95,10 +126,11 @@ pub(crate) fn open(
     let slot = Arc::clone(&state.streams.slots)
         .try_acquire_owned()
         .map_err(|_| Refused::Full)?;
+    state.stream_opened.notify_one();
     // Marked seen before the ring is read: a sample published from here on wakes the
     // stream, and positions keep it from being sent twice.
-    let mut latest = state.latest.clone();
-    latest.borrow_and_update();
+    let mut published = state.published.clone();
+    published.borrow_and_update();
     let mut pending = VecDeque::with_capacity(4);
     pending.push_back(Bytes::from_static(RETRY));
     let next = match resume_from {
@@ -122,7 +154,7 @@ pub(crate) fn open(
     };
     Ok(EventStream {
         ring: Arc::clone(ring),
-        waiting: ReusableBoxFuture::new(next_wake(latest, state.closing.clone())),
+        waiting: ReusableBoxFuture::new(next_wake(published, state.closing.clone())),
         pending,
         next,
         heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
@@ -152,7 +184,7 @@ impl Body for EventStream {
             if this.ended {
                 return Poll::Ready(None);
             }
-            if let Poll::Ready((latest, closing, wake)) = this.waiting.poll(cx) {
+            if let Poll::Ready((published, closing, wake)) = this.waiting.poll(cx) {
                 match wake {
                     Wake::Closing => {
                         this.ended = true;
@@ -166,7 +198,7 @@ impl Body for EventStream {
                             this.pending.push_front(lag);
                         }
                         this.next = caught.next;
-                        this.waiting.set(next_wake(latest, closing));
+                        this.waiting.set(next_wake(published, closing));
                         continue;
                     }
                 }
