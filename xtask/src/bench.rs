@@ -78,22 +78,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         rounds: 3,
         hang_secs: 120,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        if matches!(flag, "-h" | "--help") {
-            eprintln!("{USAGE}");
-            return Ok(None);
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+    let go_on = each_flag(args, USAGE, |flag, value| {
         let seconds = |v: String| -> anyhow::Result<u64> {
             match v.parse::<u64>() {
                 Ok(n) if n > 0 => Ok(n),
@@ -125,8 +110,40 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
+        Ok(())
+    })?;
+    if !go_on {
+        return Ok(None);
     }
     Ok(Some(options))
+}
+
+/// Walks `--flag value` and `--flag=value` arguments, handing each flag to `each` with a
+/// way to take its value. `Ok(false)` when `-h`/`--help` was given (`usage` printed).
+fn each_flag(
+    args: &[String],
+    usage: &str,
+    mut each: impl FnMut(&str, &mut dyn FnMut() -> anyhow::Result<String>) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        if matches!(flag, "-h" | "--help") {
+            eprintln!("{usage}");
+            return Ok(false);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .with_context(|| format!("{flag} needs a value\n{usage}"))
+        };
+        each(flag, &mut value)?;
+    }
+    Ok(true)
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {

@@ -90,22 +90,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         interval: "1".to_owned(),
         interval_s: 1.0,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        if matches!(flag, "-h" | "--help") {
-            eprintln!("{USAGE}");
-            return Ok(None);
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+    let go_on = super::each_flag(args, USAGE, |flag, value| {
         match flag {
             "--subscribers" => {
                 let v = value()?;
@@ -136,6 +121,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
+        Ok(())
+    })?;
+    if !go_on {
+        return Ok(None);
     }
     Ok(Some(options))
 }
