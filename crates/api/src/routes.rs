@@ -88,7 +88,9 @@ pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response
             respond(status, body)
         }
         "/metrics/history" => match &state.history {
-            Some(h) => history_response(state, h, request.uri().query()).await,
+            // Boxed: the future of every request is the size of its largest branch, and
+            // this one (it may wait on the archive) would make /metrics's bigger.
+            Some(h) => Box::pin(history_response(state, h, request.uri().query())).await,
             None => error(StatusCode::NOT_FOUND, "history is not kept by this server"),
         },
         "/metrics/stream" => match &state.history {
