@@ -16,6 +16,7 @@
 
 mod bodies;
 mod client;
+mod direct;
 mod health;
 mod history;
 mod routes;

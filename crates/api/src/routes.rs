@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::health::health;
-use crate::history::{self, parameter};
+use crate::history;
 use crate::stream::{self, EventStream, Refused};
 use crate::wire::encode_error;
 use crate::{AppState, History};
@@ -128,28 +128,10 @@ async fn history_response(state: &AppState, h: &History, query: Option<&str>) ->
 }
 
 fn stream_response<B>(state: &AppState, h: &History, request: &Request<B>) -> Response<Body> {
-    // The header wins over the query parameter (for clients that cannot set headers).
-    let header = request
-        .headers()
-        .get(LAST_EVENT_ID)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
-        .filter(|v| !v.is_empty());
-    let (given, from) = match header {
-        Some(v) => (Some(v), "the Last-Event-ID header"),
-        None => (
-            parameter(request.uri().query(), "last_event_id").filter(|v| !v.is_empty()),
-            "last_event_id",
-        ),
-    };
-    let resume = match given.map(|v| v.parse::<i64>().map_err(|_| v)) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(v)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("{from} {v:?} is not an event id (Unix milliseconds)"),
-            );
-        }
+    let header = request.headers().get(LAST_EVENT_ID).map(|v| v.as_bytes());
+    let resume = match stream::resume_point(header, request.uri().query()) {
+        Ok(resume) => resume,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let mut response = if request.method() == Method::HEAD {
         Response::new(Either::Left(Full::new(Bytes::new())))
@@ -159,14 +141,12 @@ fn stream_response<B>(state: &AppState, h: &History, request: &Request<B>) -> Re
             Err(Refused::Full) => {
                 let mut busy = error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "{} streams are open, the most this server serves at once (METRICS_MAX_STREAMS); retry later",
-                        state.streams.max
-                    ),
+                    &stream::full_message(state),
                 );
-                let after = state.live_interval.as_secs_f64().ceil().max(1.0) as u64;
-                busy.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(after));
+                busy.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(stream::retry_after_seconds(state)),
+                );
                 return busy;
             }
         }

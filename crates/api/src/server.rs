@@ -134,14 +134,11 @@ pub async fn serve(
             );
         }
         let state = state.clone();
-        let service = service_fn(move |request| handle(state.clone(), request));
-        let io = TokioIo::new(WriteProgress::new(stream, limits.write_stall_timeout));
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // Timeouts, resets and malformed requests: the client's problem, not ours.
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            serve_connection(stream, state, builder, watcher, &limits).await;
             drop(permit);
         });
     }
@@ -154,6 +151,52 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the shutdown grace period; closing them");
         }
+    }
+}
+
+/// One connection: a stream request goes to [`direct`](crate::direct), anything else to
+/// hyper, with what was read to tell them apart put back in front.
+async fn serve_connection(
+    mut stream: tokio::net::TcpStream,
+    state: AppState,
+    builder: http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: &Limits,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut first = vec![0u8; crate::direct::FIRST_READ];
+    let n = match tokio::time::timeout(limits.header_read_timeout, stream.read(&mut first)).await {
+        // Closed before a byte, failed, or silent for the header timeout: as hyper would.
+        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+        Ok(Ok(n)) => n,
+    };
+    first.truncate(n);
+    if let crate::direct::First::Stream {
+        target,
+        last_event_id,
+    } = crate::direct::classify(&first)
+    {
+        drop(first);
+        // Held until the stream ends, so a shutdown waits for its last chunk.
+        let _watching = watcher;
+        crate::direct::serve(
+            stream,
+            state,
+            target,
+            last_event_id,
+            limits.write_stall_timeout,
+        )
+        .await;
+        return;
+    }
+    let service = service_fn(move |request| handle(state.clone(), request));
+    let io = TokioIo::new(crate::direct::Prefixed::new(
+        first,
+        WriteProgress::new(stream, limits.write_stall_timeout),
+    ));
+    if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
+        // Timeouts, resets and malformed requests: the client's problem, not ours.
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -112,6 +112,45 @@ pub(crate) enum Refused {
     Full,
 }
 
+/// Where a stream resumes (SPEC §7): the `Last-Event-ID` header, else the
+/// `last_event_id` query parameter (for clients that cannot set headers); `Err` is the
+/// 400's message.
+pub(crate) fn resume_point(
+    header: Option<&[u8]>,
+    query: Option<&str>,
+) -> Result<Option<i64>, String> {
+    let header = header
+        .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let (given, from) = match header {
+        Some(v) => (Some(v), "the Last-Event-ID header"),
+        None => (
+            crate::history::parameter(query, "last_event_id").filter(|v| !v.is_empty()),
+            "last_event_id",
+        ),
+    };
+    match given {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| format!("{from} {v:?} is not an event id (Unix milliseconds)")),
+    }
+}
+
+/// The 503's message when every stream slot is taken.
+pub(crate) fn full_message(state: &AppState) -> String {
+    format!(
+        "{} streams are open, the most this server serves at once (METRICS_MAX_STREAMS); retry later",
+        state.streams.max
+    )
+}
+
+/// `Retry-After` of that 503: one live interval, in whole seconds.
+pub(crate) fn retry_after_seconds(state: &AppState) -> u64 {
+    state.live_interval.as_secs_f64().ceil().max(1.0) as u64
+}
+
 fn control(event: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
