@@ -26,7 +26,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// A client must send a whole request head within this time, from connecting or from
     /// the end of its previous response; otherwise its connection is closed (slowloris,
-    /// idle keep-alive hoarding).
+    /// idle keep-alive hoarding). A connection's first bytes are awaited for this long too
+    /// (to tell a stream from other requests), so a first head trickled in byte by byte may
+    /// take up to twice this.
     pub header_read_timeout: Duration,
     /// A connection whose response (or stream) has not moved a byte towards the client for
     /// this long is closed: a client that pipelines requests and never reads, or stops
