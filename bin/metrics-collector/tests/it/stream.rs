@@ -364,3 +364,27 @@ fn a_thousand_clients_each_receive_the_next_sample() {
     });
     assert!(pairs.iter().all(|(first, next)| next > first));
 }
+
+#[test]
+fn a_stream_request_too_big_for_the_first_read_is_served_all_the_same() {
+    // Past the first read's 4 KiB, the request goes to hyper instead of the direct path:
+    // the same answer, the same events.
+    let svc = Service::start(&[
+        ("METRICS_INTERVAL_LIVE", "0.3"),
+        ("METRICS_INTERVAL_PERSIST", "1"),
+    ])
+    .ready();
+    let padding = "a".repeat(6000);
+    let mut s = Sse::open(svc.addr, STREAM, &[("X-Padding", &padding)]);
+    assert_eq!(s.status, 200);
+    assert_eq!(
+        s.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(s.header("x-accel-buffering").as_deref(), Some("no"));
+    assert_eq!(s.next(Duration::from_secs(2)).unwrap().retry, Some(5000));
+    let got = samples(&mut s, 3);
+    let got_ids = ids(&got);
+    assert!(got_ids.windows(2).all(|w| w[0] < w[1]), "{got_ids:?}");
+    assert_eq!(svc.json("/health")["streams"]["open"], 1);
+}
