@@ -9,6 +9,7 @@ use sampler::{Columns, Grid, Ring, Series};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::wire::{Millis, write_digits, write_rfc3339};
 use crate::{AppState, History};
 
 /// SPEC §6: more buckets than this is a 400 that names the limit.
@@ -364,62 +365,15 @@ fn write_value(out: &mut Vec<u8>, v: Option<f64>) {
     out.push(b'0' + (tenths % 10) as u8);
 }
 
-fn write_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 && buf.len() - i >= width {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
 /// `2026-12-01T10:00:00Z`, with `.250` milliseconds only when there are any.
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000) as u64;
-    let (y, m, d) = civil_from_days(days);
-    write_digits(out, y.max(0) as u64, 4);
-    out.push(b'-');
-    write_digits(out, u64::from(m), 2);
-    out.push(b'-');
-    write_digits(out, u64::from(d), 2);
-    out.push(b'T');
-    write_digits(out, in_day / 3_600_000, 2);
-    out.push(b':');
-    write_digits(out, in_day / 60_000 % 60, 2);
-    out.push(b':');
-    write_digits(out, in_day / 1000 % 60, 2);
-    if !in_day.is_multiple_of(1000) {
-        out.push(b'.');
-        write_digits(out, in_day % 1000, 3);
-    }
-    out.push(b'Z');
+    write_rfc3339(out, ms, Millis::WhenAny);
 }
 
 fn timestamp(ms: i64) -> String {
     let mut out = Vec::new();
     write_timestamp(&mut out, ms);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (the classic era-based algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Now, in ms since the epoch.

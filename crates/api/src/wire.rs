@@ -5,30 +5,80 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use sampler::Snapshot;
 
 /// RFC 3339 in UTC with a `Z` and milliseconds (`2024-01-15T10:30:00.250Z`): sub-second
 /// live intervals need the fraction to keep timestamps distinct.
 pub fn rfc3339(t: SystemTime) -> String {
-    use std::fmt::Write;
-    let t = OffsetDateTime::from(t);
-    // Written out by hand: this runs once per sample on a cold cache, where a generic
-    // format description costs several times as much.
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    );
-    out
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, sampler::unix_ms(t), Millis::Always);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether [`write_rfc3339`] writes the milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Millis {
+    /// Always (`.000`): the timestamps of samples.
+    Always,
+    /// Only when there are any: history's bucket times (`10:00:00Z`, `10:00:00.500Z`).
+    WhenAny,
+}
+
+/// Appends `ms` since the Unix epoch as RFC 3339 in UTC with a `Z`. Written out by hand
+/// (a civil-date computation and digits): it runs once per sample on a cold cache, and
+/// thousands of times per history answer, where a generic formatter costs several times
+/// as much.
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ms: i64, millis: Millis) {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000) as u64;
+    let (y, m, d) = civil_from_days(days);
+    write_digits(out, y.max(0) as u64, 4);
+    out.push(b'-');
+    write_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    write_digits(out, u64::from(d), 2);
+    out.push(b'T');
+    write_digits(out, in_day / 3_600_000, 2);
+    out.push(b':');
+    write_digits(out, in_day / 60_000 % 60, 2);
+    out.push(b':');
+    write_digits(out, in_day / 1000 % 60, 2);
+    if millis == Millis::Always || !in_day.is_multiple_of(1000) {
+        out.push(b'.');
+        write_digits(out, in_day % 1000, 3);
+    }
+    out.push(b'Z');
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+pub(crate) fn write_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 && buf.len() - i >= width {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (the classic era-based algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn one_decimal(v: Option<f64>) -> Option<f64> {
@@ -140,12 +190,7 @@ pub(crate) fn to_bytes(value: &impl Serialize) -> Bytes {
 /// Appends the `/metrics` JSON of `s` to `out`: one line, no newline in it.
 pub(crate) fn write_metrics(s: &Snapshot, out: &mut Vec<u8>) {
     let disk = s.sample.disk.as_ref().ok();
-    let Headline {
-        cpu,
-        ram,
-        gpu,
-        temperature,
-    } = Headline::of(s);
+    let [cpu, ram, gpu, temperature, percent] = s.values();
     let wire = MetricsWire {
         cpu,
         ram,
@@ -155,7 +200,7 @@ pub(crate) fn write_metrics(s: &Snapshot, out: &mut Vec<u8>) {
             used: disk.map(|d| d.used_bytes),
             free: disk.map(|d| d.free_bytes),
             total: disk.map(|d| d.total_bytes),
-            percent: disk_percent(s),
+            percent,
         },
         timestamp: rfc3339(s.sample.taken_at),
     };

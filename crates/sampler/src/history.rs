@@ -79,10 +79,7 @@ impl Grid {
     /// The buckets from the one holding `start_ms` to the one holding `end_ms`, a bucket
     /// that would begin exactly at `end_ms` left out. `end_ms > start_ms`, `step_ms > 0`.
     pub fn covering(start_ms: i64, end_ms: i64, step_ms: i64) -> Self {
-        let step = step_ms.max(1);
-        let first = start_ms.div_euclid(step);
-        // The last bucket begins before `end`: ceil(end / step) - 1.
-        let last = end_ms.div_euclid(step) + i64::from(end_ms.rem_euclid(step) != 0) - 1;
+        let (first, last, step) = Self::bounds(start_ms, end_ms, step_ms);
         Self {
             first_ms: first.saturating_mul(step),
             step_ms: step,
@@ -92,10 +89,17 @@ impl Grid {
 
     /// How many buckets such a grid would have, without building it.
     pub fn count_for(start_ms: i64, end_ms: i64, step_ms: i64) -> i64 {
+        let (first, last, _) = Self::bounds(start_ms, end_ms, step_ms);
+        last - first + 1
+    }
+
+    /// The first and last bucket numbers (since the epoch) and the step.
+    fn bounds(start_ms: i64, end_ms: i64, step_ms: i64) -> (i64, i64, i64) {
         let step = step_ms.max(1);
         let first = start_ms.div_euclid(step);
+        // The last bucket begins before `end`: ceil(end / step) - 1.
         let last = end_ms.div_euclid(step) + i64::from(end_ms.rem_euclid(step) != 0) - 1;
-        last - first + 1
+        (first, last, step)
     }
 
     /// Where the grid ends (the end of its last bucket).
@@ -314,7 +318,13 @@ mod tests {
         b.add_window(&w(20.0, 15.0, 25.0, 1), 6);
         assert_eq!(b.avg(), Some(12.5), "weighted by samples: (30 + 20) / 4");
         assert_eq!((b.min(), b.max()), (Some(2.0), Some(30.0)));
-        b.add_window(&Stat::mean_only(20.0), 2);
+        let old_row = Stat {
+            mean: 20.0,
+            min: None,
+            max: None,
+            samples: 0,
+        };
+        b.add_window(&old_row, 2);
         assert_eq!(
             b.avg(),
             Some(15.0),

@@ -174,10 +174,6 @@ impl Ring {
         }
     }
 
-    pub fn live_every(&self) -> Duration {
-        self.live_every
-    }
-
     pub fn window_every(&self) -> Duration {
         self.window_every
     }

@@ -45,16 +45,6 @@ impl Stat {
     pub fn value(&self) -> f64 {
         probes::round1(self.mean)
     }
-
-    /// A window known only by its mean (a row of the original tables).
-    pub fn mean_only(mean: f64) -> Self {
-        Self {
-            mean,
-            min: None,
-            max: None,
-            samples: 0,
-        }
-    }
 }
 
 /// One persisted window: per metric the mean and extremes of its live samples (disk: the

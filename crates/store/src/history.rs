@@ -66,17 +66,13 @@ impl HistoryReader {
             nominal: (config.persist_interval.as_secs_f64() / live.as_secs_f64().max(0.001))
                 .round()
                 .max(1.0),
-            password: config.password.clone().filter(|p| !p.is_empty()),
+            password: config.password.clone(),
         })
     }
 
     /// One line about `e`, the password never in it.
     fn describe(&self, e: &Error) -> String {
-        let summary = e.summary();
-        match &self.password {
-            Some(p) => summary.replace(p.as_str(), "***"),
-            None => summary,
-        }
+        e.summary_masked(self.password.as_deref())
     }
 
     async fn bounded<T>(
@@ -131,13 +127,8 @@ impl HistoryReader {
         while let Some(done) = tasks.join_next().await {
             let (s, rows) = match done {
                 Ok(result) => result?,
-                Err(e) => {
-                    return Err(Error::Timeout(if e.is_panic() {
-                        "a history query (it panicked)"
-                    } else {
-                        "a history query (cancelled)"
-                    }));
-                }
+                // It panicked, or the runtime is shutting down.
+                Err(_) => return Err(Error::Interrupted("a history query")),
             };
             let Some(buckets) = columns.column_mut(s) else {
                 continue;

@@ -37,6 +37,8 @@ pub enum Error {
     Migration(#[from] refinery::Error),
     #[error("{0} timed out")]
     Timeout(&'static str),
+    #[error("{0} ended before it answered")]
+    Interrupted(&'static str),
 }
 
 impl Error {
@@ -61,6 +63,15 @@ impl Error {
             source = s.source();
         }
         text
+    }
+
+    /// [`summary`](Self::summary) with `password` (when there is one) shown as `***`: a
+    /// server's message may quote what it was given.
+    pub fn summary_masked(&self, password: Option<&str>) -> String {
+        match password.filter(|p| !p.is_empty()) {
+            Some(p) => self.summary().replace(p, "***"),
+            None => self.summary(),
+        }
     }
 
     /// The server is restarting or shutting down (admin shutdown, starting up, crash

@@ -142,10 +142,7 @@ impl Writer {
             Err(e) => {
                 // A server's message may quote what it was given; the password is never
                 // shown, whatever it was given.
-                let summary = match self.config.password.as_deref().filter(|p| !p.is_empty()) {
-                    Some(p) => e.summary().replace(p, "***"),
-                    None => e.summary(),
-                };
+                let summary = e.summary_masked(self.config.password.as_deref());
                 if !self.lost_outage {
                     if e.is_server_restart() {
                         tracing::info!(error = %summary, "database restarting; windows wait in memory");
