@@ -1,5 +1,6 @@
 //! CPU busy percentage from the aggregate `cpu` line of `/proc/stat`, computed the way
-//! psutil's `cpu_percent()` does on Linux.
+//! psutil's `cpu_percent()` does on Linux, and the raw counters of that line (the
+//! host's CPU seconds per mode).
 //!
 //! Owns: reading, parsing and the busy formula. Does not own: when reads happen; the
 //! percentage covers whatever time passed between two reads.
@@ -7,12 +8,12 @@
 use std::path::Path;
 
 use crate::procfile::ProcFile;
-use crate::{Error, Probe};
+use crate::{Error, Probe, Reading, Unavailable};
 
 #[cfg(test)]
 mod tests;
 
-/// The aggregate CPU counters of `/proc/stat`, in clock ticks (USER_HZ).
+/// The aggregate CPU counters of `/proc/stat`, in clock ticks ([`ticks_per_second`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuTimes {
     pub user: u64,
@@ -43,6 +44,21 @@ impl CpuTimes {
     /// psutil `_cpu_busy_time` on Linux: busy = total - idle - iowait.
     fn busy(&self) -> u64 {
         self.total() - self.idle - self.iowait
+    }
+
+    /// The eight counters node_exporter exports as `node_cpu_seconds_total{mode}`, with
+    /// its mode names (guest time is already inside `user` and `nice`).
+    pub fn modes(&self) -> [(&'static str, u64); 8] {
+        [
+            ("user", self.user),
+            ("nice", self.nice),
+            ("system", self.system),
+            ("idle", self.idle),
+            ("iowait", self.iowait),
+            ("irq", self.irq),
+            ("softirq", self.softirq),
+            ("steal", self.steal),
+        ]
     }
 
     /// Every counter with its name as `/proc/stat` documents it (proc(5)).
@@ -93,6 +109,12 @@ pub enum NoPercent {
     },
 }
 
+/// How many clock ticks make a second in `/proc/stat` (`sysconf(_SC_CLK_TCK)`, USER_HZ:
+/// 100 on every mainstream kernel).
+pub fn ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
 /// Parses the aggregate `cpu ` line of `/proc/stat`. Kernels before 2.6.33 print fewer
 /// columns; missing trailing columns read as 0.
 pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
@@ -100,6 +122,11 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
         .lines()
         .find(|l| l.starts_with("cpu "))
         .ok_or_else(|| "no aggregate \"cpu\" line".to_owned())?;
+    parse_columns(line)
+}
+
+/// The counters of a `cpu` line (its label first).
+fn parse_columns(line: &str) -> Result<CpuTimes, String> {
     let mut fields = [0u64; 10];
     let mut count = 0;
     for (slot, word) in fields.iter_mut().zip(line.split_ascii_whitespace().skip(1)) {
@@ -152,6 +179,17 @@ pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Result<f64, NoPerce
     crate::percent(d.busy() as f64, d.total() as f64).ok_or(NoPercent::NoTimeElapsed)
 }
 
+/// One read of the CPU probe: the busy percentage since the previous read, and the
+/// counters as read now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuUsage {
+    /// % of all CPU time busy since the previous read (psutil `cpu_percent`), or why
+    /// there is none (the first read; a counter that stepped back).
+    pub percent: Reading<f64>,
+    /// The aggregate counters as read now: every online CPU's time summed.
+    pub times: CpuTimes,
+}
+
 /// The CPU probe: keeps the previous counters, so each read covers the time since the last.
 #[derive(Debug)]
 pub struct Cpu {
@@ -171,42 +209,53 @@ impl Cpu {
         cpu
     }
 
-    /// The raw counters, read now.
+    /// The raw aggregate counters, read now.
     pub fn times(&mut self) -> Result<CpuTimes, Error> {
         let text = self.stat.read()?;
         parse_stat(text).map_err(|what| Error::parse(self.stat.path(), what))
     }
-}
 
-impl Probe for Cpu {
-    type Output = f64;
-
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
-    fn read(&mut self) -> Result<f64, Error> {
-        let now = self.times()?;
-        let Some(previous) = self.previous.replace(now) else {
-            return Err(Error::NotAvailable(
-                "first read of the CPU counters: a percentage needs two".into(),
+    /// The busy percentage between two aggregate readings, or why there is none.
+    fn percent(&self, previous: Option<CpuTimes>, now: &CpuTimes) -> Reading<f64> {
+        let Some(previous) = previous else {
+            return Err(Unavailable::new(
+                "first read of the CPU counters: a percentage needs two",
             ));
         };
-        // The counters just read are the next interval's start either way: after a step
-        // back, the interval that follows is measured from the new values.
-        busy_percent(&previous, &now).map_err(|why| match why {
+        busy_percent(&previous, now).map_err(|why| match why {
             NoPercent::NoTimeElapsed => {
-                Error::NotAvailable("no CPU time elapsed since the previous read".into())
+                Unavailable::new("no CPU time elapsed since the previous read")
             }
             NoPercent::SteppedBack {
                 counter,
                 earlier,
                 later,
-            } => Error::NotAvailable(format!(
+            } => Unavailable::new(format!(
                 "{}: the {counter} counter went backwards ({earlier} -> {later}; CPU hotplug \
                  or the hypervisor): no percentage for this interval",
                 self.stat.path().display()
             )),
+        })
+    }
+}
+
+impl Probe for Cpu {
+    type Output = CpuUsage;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    /// Fails only when `/proc/stat` cannot be read or parsed; a missing percentage is in
+    /// the reading.
+    fn read(&mut self) -> Result<CpuUsage, Error> {
+        let now = self.times()?;
+        // The counters just read are the next interval's start either way: after a step
+        // back, the interval that follows is measured from the new values.
+        let previous = self.previous.replace(now);
+        Ok(CpuUsage {
+            percent: self.percent(previous, &now),
+            times: now,
         })
     }
 }

@@ -34,9 +34,15 @@ impl HostProbes {
     /// Reads every family now. The CPU percentage covers the time since the previous call
     /// (or since `new`).
     pub fn sample(&mut self) -> Sample {
+        let taken_at = SystemTime::now();
+        let (cpu_percent, cpu_times) = match self.cpu.read() {
+            Ok(usage) => (usage.percent, Some(usage.times)),
+            Err(e) => (Err(e.into()), None),
+        };
         Sample {
-            taken_at: SystemTime::now(),
-            cpu_percent: self.cpu.read().map_err(Into::into),
+            taken_at,
+            cpu_percent,
+            cpu_times,
             memory: self.memory.read().map_err(Into::into),
             disk: self.disk.read().map_err(Into::into),
             cpu_celsius: self.thermal.read().map_err(Into::into),

@@ -21,14 +21,16 @@ pub mod disk;
 mod error;
 pub mod host;
 pub mod memory;
+pub mod mount;
 mod procfile;
 pub mod thermal;
 
-pub use cpu::{Cpu, CpuTimes, NoPercent};
+pub use cpu::{Cpu, CpuTimes, CpuUsage, NoPercent};
 pub use disk::{Disk, DiskUsage};
 pub use error::Error;
 pub use host::HostProbes;
 pub use memory::{Memory, MemoryUsage};
+pub use mount::Mount;
 pub use thermal::Thermal;
 
 /// A value, or why it could not be read.
@@ -144,6 +146,9 @@ pub struct Sample {
     pub taken_at: SystemTime,
     /// % of all CPU time busy since the previous read (psutil `cpu_percent`).
     pub cpu_percent: Reading<f64>,
+    /// The aggregate `/proc/stat` counters as read now (`None` when they could not be
+    /// read).
+    pub cpu_times: Option<CpuTimes>,
     pub memory: Reading<MemoryUsage>,
     pub disk: Reading<DiskUsage>,
     /// Hottest CPU package sensor, °C.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use gpu::{BackendKind, GpuBackend, GpuSample};
-use probes::{DiskUsage, MemoryUsage, Probe, Reading, Unavailable};
+use probes::{CpuUsage, DiskUsage, MemoryUsage, Probe, Reading, Unavailable};
 
 use crate::pool::{Pool, PoolStats, Task};
 use crate::{Families, FamilyState, Snapshot};
@@ -21,7 +21,7 @@ mod tests;
 /// The host probes the engine reads, one per family. Tests put probes that misbehave on
 /// purpose here; the service and the agent use [`probes::HostProbes`].
 pub struct Probes {
-    pub cpu: Box<dyn Probe<Output = f64>>,
+    pub cpu: Box<dyn Probe<Output = CpuUsage>>,
     pub memory: Box<dyn Probe<Output = MemoryUsage>>,
     pub disk: Box<dyn Probe<Output = DiskUsage>>,
     pub thermal: Box<dyn Probe<Output = f64>>,
@@ -50,7 +50,7 @@ type Locked<P> = Arc<Mutex<P>>;
 
 /// The probes of one host and what the engine remembers between snapshots.
 pub struct Engine {
-    cpu: Locked<Box<dyn Probe<Output = f64>>>,
+    cpu: Locked<Box<dyn Probe<Output = CpuUsage>>>,
     memory: Locked<Box<dyn Probe<Output = MemoryUsage>>>,
     disk: Locked<Box<dyn Probe<Output = DiskUsage>>>,
     thermal: Locked<Box<dyn Probe<Output = f64>>>,
@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) pool: Pool,
     seq: u64,
     last_ok: Families<Option<SystemTime>>,
+    /// Failed reads per family since start (absent hardware is no failure).
+    errors: Families<u64>,
     last_success: Option<Instant>,
 }
 
@@ -100,6 +102,7 @@ impl Engine {
             pool: Pool::new()?,
             seq: 0,
             last_ok: Families::default(),
+            errors: Families::default(),
             last_success: None,
         })
     }
@@ -169,10 +172,15 @@ impl Engine {
             .reading
             .unwrap_or_else(|e| GpuSample::unavailable(gpu_kind, e.reason()));
         let gpu_error = gpu_health(&gpu_sample);
+        // The counters come with any read of /proc/stat; the percentage needs two.
+        let (cpu_percent, cpu_times) = match cpu.reading {
+            Ok(usage) => (usage.percent, Some(usage.times)),
+            Err(e) => (Err(e), None),
+        };
 
         self.seq += 1;
         let mut families = Families {
-            cpu: state(cpu.took, cpu.reading.as_ref().err()),
+            cpu: state(cpu.took, cpu_percent.as_ref().err()),
             memory: state(memory.took, memory.reading.as_ref().err()),
             disk: state(disk.took, disk.reading.as_ref().err()),
             thermal: state(thermal.took, thermal.reading.as_ref().err()),
@@ -180,23 +188,29 @@ impl Engine {
                 took: gpu.took,
                 error: gpu_error,
                 last_ok: None,
+                errors: 0,
             },
         };
-        for ((_, family), (_, last_ok)) in families
+        for (((_, family), (_, last_ok)), (_, errors)) in families
             .named_mut()
             .into_iter()
             .zip(self.last_ok.named_mut())
+            .zip(self.errors.named_mut())
         {
-            if family.error.is_none() {
-                *last_ok = Some(taken_at);
+            match &family.error {
+                None => *last_ok = Some(taken_at),
+                Some(why) if !why.is_absent() => *errors += 1,
+                Some(_) => {}
             }
             family.last_ok = *last_ok;
+            family.errors = *errors;
         }
         let snapshot = Snapshot {
             seq: self.seq,
             sample: probes::Sample {
                 taken_at,
-                cpu_percent: cpu.reading,
+                cpu_percent,
+                cpu_times,
                 memory: memory.reading,
                 disk: disk.reading,
                 cpu_celsius: thermal.reading,
@@ -225,6 +239,7 @@ fn state(took: Duration, error: Option<&Unavailable>) -> FamilyState {
         took,
         error: error.cloned(),
         last_ok: None,
+        errors: 0,
     }
 }
 
@@ -362,7 +377,7 @@ pub(crate) struct Measured<R> {
 struct InFlight {
     /// When the first read started (wall clock for the wire, monotonic for ages).
     started: Option<(SystemTime, Instant)>,
-    cpu: Option<Measured<f64>>,
+    cpu: Option<Measured<CpuUsage>>,
     memory: Option<Measured<MemoryUsage>>,
     thermal: Option<Measured<f64>>,
     gpu: Option<Measured<GpuSample>>,
@@ -399,7 +414,7 @@ impl InFlight {
 pub(crate) struct Settled {
     /// When the tick's first read started: wall clock, monotonic.
     pub(crate) started: (SystemTime, Instant),
-    pub(crate) cpu: Measured<f64>,
+    pub(crate) cpu: Measured<CpuUsage>,
     pub(crate) memory: Measured<MemoryUsage>,
     pub(crate) thermal: Measured<f64>,
     pub(crate) gpu: Measured<GpuSample>,

@@ -48,6 +48,9 @@ pub struct FamilyState {
     pub error: Option<Unavailable>,
     /// When this family last gave a reading.
     pub last_ok: Option<SystemTime>,
+    /// Reads of this family that failed since the engine started (a host that lacks the
+    /// hardware is no failure).
+    pub errors: u64,
 }
 
 /// Everything one sampling tick produced.

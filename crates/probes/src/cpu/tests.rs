@@ -129,7 +129,7 @@ fn the_probe_reports_a_step_back_then_measures_from_the_new_counters() {
 ",
     )
     .unwrap();
-    let err = crate::Unavailable::from(cpu.read().unwrap_err()).to_string();
+    let err = cpu.read().unwrap().percent.unwrap_err().to_string();
     assert!(
         err.contains("idle counter went backwards (900 -> 500") && err.contains("/stat"),
         "{err}"
@@ -141,8 +141,8 @@ fn the_probe_reports_a_step_back_then_measures_from_the_new_counters() {
     )
     .unwrap();
     assert_eq!(
-        cpu.read().unwrap(),
-        10.0,
+        cpu.read().unwrap().percent,
+        Ok(10.0),
         "the next interval is measured again"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -155,8 +155,8 @@ fn the_probe_reads_deltas_between_calls() {
     std::fs::write(dir.join("stat"), "cpu 10 0 0 10 0 0 0 0 0 0\n").unwrap();
     let mut cpu = Cpu::new(&dir);
     std::fs::write(dir.join("stat"), "cpu 40 0 0 20 0 0 0 0 0 0\n").unwrap();
-    assert_eq!(cpu.read().unwrap(), 75.0);
-    let err = cpu.read().unwrap_err().to_string();
+    assert_eq!(cpu.read().unwrap().percent, Ok(75.0));
+    let err = cpu.read().unwrap().percent.unwrap_err().to_string();
     assert!(err.contains("no CPU time elapsed"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -166,4 +166,28 @@ fn a_missing_procfs_is_an_error_naming_the_file() {
     let mut cpu = Cpu::new(Path::new("/nonexistent-procfs"));
     let err = crate::Unavailable::from(cpu.read().unwrap_err()).to_string();
     assert!(err.contains("/nonexistent-procfs/stat"), "{err}");
+}
+
+#[test]
+fn the_probe_gives_the_counters_even_when_there_is_no_percentage_yet() {
+    let mut cpu = Cpu::new(Path::new("/nonexistent-procfs"));
+    let dir = std::env::temp_dir().join(format!("probes-cpu-first-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("stat"), "cpu 10 2 3 10 0 0 0 0 0 0\n").unwrap();
+    assert!(cpu.read().is_err(), "nothing to read at the missing procfs");
+    let mut cpu = Cpu {
+        stat: crate::procfile::ProcFile::new(dir.join("stat")),
+        previous: None,
+    };
+    let first = cpu.read().unwrap();
+    assert!(first.percent.is_err(), "a percentage needs two reads");
+    assert_eq!(first.times.system, 3);
+    assert_eq!(first.times.modes()[1], ("nice", 2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn clock_ticks_are_the_kernels_user_hz() {
+    // USER_HZ is 100 on every mainstream kernel configuration.
+    assert_eq!(ticks_per_second(), 100);
 }

@@ -101,10 +101,12 @@ fn cpu_agrees_with_sysinfo_over_the_same_window() {
     // A measurement window, not a synchronisation: both read the counters at its ends.
     std::thread::sleep(Duration::from_millis(1000).max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
     sys.refresh_cpu_usage();
-    let ours = cpu.read().unwrap();
+    let usage = cpu.read().unwrap();
+    let ours = usage.percent.unwrap();
     let theirs = f64::from(sys.global_cpu_usage());
     assert!(
         (ours - theirs).abs() < 10.0,
         "cpu: ours {ours:.1} vs sysinfo {theirs:.1}"
     );
+    assert!(usage.times.idle > 0, "{:?}", usage.times);
 }

@@ -23,6 +23,21 @@ impl Probe for Value {
     }
 }
 
+/// A CPU that is always as busy as said.
+struct Busy(f64);
+impl Probe for Busy {
+    type Output = CpuUsage;
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn read(&mut self) -> Result<CpuUsage, Error> {
+        Ok(CpuUsage {
+            percent: Ok(self.0),
+            times: probes::CpuTimes::default(),
+        })
+    }
+}
+
 struct Mem;
 impl Probe for Mem {
     type Output = MemoryUsage;
@@ -106,7 +121,7 @@ fn no_gpu() -> Box<dyn GpuBackend> {
 
 fn probes(disk: impl Probe<Output = DiskUsage> + 'static) -> Probes {
     Probes {
-        cpu: Box::new(Value(12.5)),
+        cpu: Box::new(Busy(12.5)),
         memory: Box::new(Mem),
         disk: Box::new(disk),
         thermal: Box::new(Value(40.0)),
@@ -203,19 +218,33 @@ fn a_panicking_probe_is_unavailable_for_one_tick_only() {
         reason.contains("panicked: sensor driver exploded"),
         "{reason}"
     );
-    assert_eq!(engine.sample().sample.cpu_celsius, Ok(47.0));
+    assert_eq!(first.families.thermal.errors, 1);
+    let second = engine.sample();
+    assert_eq!(second.sample.cpu_celsius, Ok(47.0));
+    // The failure is remembered as a count; the families that never failed count none,
+    // and the host's lack of a GPU is no failure either.
+    assert_eq!(second.families.thermal.errors, 1);
+    assert_eq!(second.families.cpu.errors, 0);
+    assert_eq!(second.families.gpu.errors, 0);
+    assert!(
+        second.sample.cpu_times.is_some(),
+        "the CPU's counters are kept"
+    );
 }
 
 /// A CPU probe that takes most of the interval to answer.
 struct SlowCpu(Duration);
 impl Probe for SlowCpu {
-    type Output = f64;
+    type Output = CpuUsage;
     fn name(&self) -> &'static str {
         "cpu"
     }
-    fn read(&mut self) -> Result<f64, Error> {
+    fn read(&mut self) -> Result<CpuUsage, Error> {
         std::thread::sleep(self.0);
-        Ok(50.0)
+        Ok(CpuUsage {
+            percent: Ok(50.0),
+            times: probes::CpuTimes::default(),
+        })
     }
 }
 

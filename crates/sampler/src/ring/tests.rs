@@ -17,6 +17,7 @@ fn snapshot(at_ms: i64, cpu: Option<f64>) -> Snapshot {
         sample: Sample {
             taken_at: from_unix_ms(at_ms),
             cpu_percent: cpu.ok_or_else(gone),
+            cpu_times: None,
             memory: Ok(MemoryUsage {
                 total_bytes: 1000,
                 available_bytes: 500,

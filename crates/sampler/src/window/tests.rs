@@ -9,6 +9,7 @@ fn sample(cpu: Option<f64>, ram_used_of_100: Option<u64>, disk_used: Option<u64>
     Sample {
         taken_at: UNIX_EPOCH,
         cpu_percent: cpu.ok_or_else(gone),
+        cpu_times: None,
         memory: ram_used_of_100
             .map(|used| MemoryUsage {
                 total_bytes: 100,
