@@ -17,6 +17,7 @@ mod dev;
 mod docker;
 mod migrate;
 mod pg;
+mod python;
 mod test;
 #[cfg(test)]
 mod tidy;

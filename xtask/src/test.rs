@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test of the workspace, with and without default features.
 
-use crate::pg;
 use crate::util::{self, cargo, ensure_tool};
+use crate::{pg, python};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if let [flag] = args
@@ -18,13 +18,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // own (unshare), and a stand-in NVML library whose initialisation hangs is compiled (cc).
     ensure_tool("unshare", "util-linux")?;
     ensure_tool("cc", "gcc")?;
+    // The Prometheus tests run a real server and promtool (both in Debian's prometheus),
+    // an OpenMetrics parser and the OpenAPI fuzzer (Python packages, in a venv).
+    ensure_tool("prometheus", "prometheus")?;
+    ensure_tool("promtool", "prometheus")?;
+    let python = python::test_venv()?;
     // The store's tests need a real PostgreSQL; each makes its own database on it.
     let cluster = pg::start("test")?;
     util::run(
         cargo()
             .args(["test", "--workspace", "--all-targets"])
             .args(args)
-            .env("METRICS_TEST_POSTGRES", cluster.conninfo()),
+            .env("METRICS_TEST_POSTGRES", cluster.conninfo())
+            .env("METRICS_TEST_PYTHON", &python),
     )?;
     // Doc examples and the crate docs compile too.
     util::run(cargo().args(["test", "--workspace", "--doc"]))?;

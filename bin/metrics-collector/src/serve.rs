@@ -137,13 +137,6 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The probe thread reads, encodes and publishes each tick by itself: an idle tick wakes
-    // that one thread, and the HTTP workers sleep until a client comes.
-    let outputs = sampler::Outputs {
-        persist,
-        ring: Some(Arc::clone(&ring)),
-    };
-    let running = sampler::start(engine, api::Encoder, config.live_interval, publish, outputs);
 
     let limits = api::Limits {
         max_connections: api::connection_budget(),
@@ -158,9 +151,30 @@ async fn run(config: Config) -> ExitCode {
             "METRICS_MAX_STREAMS is more than the open-files limit allows; raise it (ulimit -n)"
         );
     }
+    let outputs = sampler::Outputs {
+        persist,
+        ring: Some(Arc::clone(&ring)),
+    };
     let state = api::AppState::new(latest, database, config.live_interval, &config.host)
         .with_history(ring, archive.map(|a| a as Arc<dyn sampler::Archive>))
         .with_max_streams(config.max_streams.min(stream_room));
+    // The Prometheus filesystem series carry the mount's labels (node_exporter's); the
+    // mount table is read once, and never touches the filesystem itself.
+    let filesystem = probes::mount::mount_of(&config.roots, &config.disk_path).unwrap_or_else(|e| {
+        tracing::warn!(
+            path = %config.disk_path.display(),
+            error = %probes::Unavailable::from(e),
+            "cannot find the mount of METRICS_DISK_PATH; its Prometheus series have no device or fstype"
+        );
+        probes::Mount {
+            mountpoint: config.disk_path.display().to_string(),
+            ..probes::Mount::default()
+        }
+    });
+    // The probe thread reads, encodes and publishes each tick by itself: an idle tick wakes
+    // that one thread, and the HTTP workers sleep until a client comes.
+    let encoder = api::Encoder::for_server(&state, filesystem);
+    let running = sampler::start(engine, encoder, config.live_interval, publish, outputs);
     tracing::info!(
         listen = %local,
         interval_s = config.live_interval.as_secs_f64(),

@@ -53,6 +53,7 @@ fn snapshot(devices: u32) -> sampler::Snapshot {
     let sample = Sample {
         taken_at: now,
         cpu_percent: Ok(12.345_678),
+        cpu_times: None,
         memory: Ok(MemoryUsage {
             total_bytes: 8_148_340_736,
             available_bytes: 5_905_010_688,
@@ -71,6 +72,7 @@ fn snapshot(devices: u32) -> sampler::Snapshot {
         took: Duration::from_micros(40),
         error: None,
         last_ok: Some(now),
+        errors: 0,
     };
     sampler::Snapshot {
         seq: 1234,
@@ -104,7 +106,7 @@ fn encode(c: &mut Criterion) {
             BenchmarkId::new("encoder_next_tick", devices),
             &snap,
             |b, snap| {
-                let mut encoder = api::Encoder;
+                let mut encoder = api::Encoder::default();
                 // The snapshot is made (and dropped) outside the measurement.
                 b.iter_batched_ref(
                     || snap.clone(),

@@ -1,19 +1,23 @@
 //! The response bodies of one snapshot, encoded once by the engine on the probe thread
 //! ([`Encoder`] is the engine's [`sampler::Encode`]); handlers only clone them. The
 //! sample's stream event and its `/metrics` body are one allocation: the body is the
-//! event's `data:` line.
+//! event's `data:` line. The two Prometheus bodies are made beside them.
 
 use bytes::Bytes;
 use sampler::{Published, Snapshot};
 
-use crate::wire;
+use crate::exposition::{Exposition, Sources};
+use crate::{AppState, wire};
 
-/// The `/metrics` and `/gpu` bodies of one snapshot, and its stream event.
+/// The `/metrics` (JSON, text format, OpenMetrics) and `/gpu` bodies of one snapshot,
+/// and its stream event.
 #[derive(Clone, Debug)]
 pub struct Bodies {
     metrics: Bytes,
     gpu: Bytes,
     event: Bytes,
+    prometheus: Bytes,
+    openmetrics: Bytes,
 }
 
 /// `id: <ms>\ndata: <the /metrics JSON>\n\n` (SPEC §7), and the JSON as a slice of it.
@@ -36,14 +40,21 @@ fn event_and_metrics(snapshot: &Snapshot) -> (Bytes, Bytes) {
 }
 
 impl Bodies {
-    /// Encodes every body of `snapshot` now.
+    /// Encodes every body of `snapshot` now, as a server with no database, no streams
+    /// and no filesystem labels would.
     pub fn of(snapshot: &Snapshot) -> Self {
-        let (event, metrics) = event_and_metrics(snapshot);
-        Self {
-            metrics,
-            gpu: wire::encode_gpu(&snapshot.gpu),
-            event,
-        }
+        use sampler::Encode;
+        Encoder::default().encode(snapshot, None)
+    }
+
+    /// The text format 0.0.4 body (SPEC §8).
+    pub fn prometheus(&self) -> &Bytes {
+        &self.prometheus
+    }
+
+    /// The OpenMetrics 1.0 body, ending `# EOF` (SPEC §8).
+    pub fn openmetrics(&self) -> &Bytes {
+        &self.openmetrics
     }
 
     /// The sample's Server-Sent Event (`id:` and `data:` lines, the blank line after).
@@ -65,10 +76,27 @@ impl Bodies {
 /// What the API is served from: the latest snapshot with its bodies.
 pub type Latest = sampler::Latest<Bodies>;
 
-/// The engine's encoder for the API: both bodies per tick, the `/gpu` one reused from the
+/// The engine's encoder for the API: every body per tick, the `/gpu` one reused from the
 /// previous tick while the GPU readings are the same (always, on a host without a GPU).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Encoder;
+#[derive(Debug, Default)]
+pub struct Encoder {
+    exposition: Exposition,
+}
+
+impl Encoder {
+    /// The encoder of the server serving `state`: its Prometheus bodies show that
+    /// server's database and streams, and label the filesystem series with `filesystem`
+    /// (the mount `METRICS_DISK_PATH` is on).
+    pub fn for_server(state: &AppState, filesystem: probes::Mount) -> Self {
+        Self {
+            exposition: Exposition::new(Sources {
+                filesystem,
+                database: state.database.clone(),
+                streams: state.history.as_ref().map(|_| state.streams.clone()),
+            }),
+        }
+    }
+}
 
 impl sampler::Encode for Encoder {
     type Bodies = Bodies;
@@ -79,10 +107,13 @@ impl sampler::Encode for Encoder {
             _ => wire::encode_gpu(&snapshot.gpu),
         };
         let (event, metrics) = event_and_metrics(snapshot);
+        let (prometheus, openmetrics) = self.exposition.encode(snapshot);
         Bodies {
             metrics,
             gpu,
             event,
+            prometheus,
+            openmetrics,
         }
     }
 

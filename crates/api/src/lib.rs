@@ -17,8 +17,10 @@
 mod bodies;
 mod client;
 mod direct;
+mod exposition;
 mod health;
 mod history;
+mod negotiate;
 mod routes;
 mod server;
 mod stream;

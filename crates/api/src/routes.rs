@@ -4,12 +4,16 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, VARY,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use crate::exposition::{OPENMETRICS, TEXT};
 use crate::health::health;
 use crate::history;
+use crate::negotiate::{self, Format};
 use crate::stream::{self, EventStream, Refused};
 use crate::wire::encode_error;
 use crate::{AppState, History};
@@ -24,9 +28,11 @@ const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 const NO: HeaderValue = HeaderValue::from_static("no");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+const ACCEPT_VARIES: HeaderValue = HeaderValue::from_static("Accept");
 
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 6] = [
     "/metrics",
+    "/metrics/prometheus",
     "/metrics/history",
     "/metrics/stream",
     "/health",
@@ -57,6 +63,16 @@ fn not_started() -> Response<Body> {
 /// memory, which waits (bounded) on the archive. `HEAD` gets the same status and headers
 /// as `GET`; hyper leaves the body out.
 pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
+    let mut response = Box::pin(answer(state, request)).await;
+    if matches!(request.uri().path(), "/metrics" | "/metrics/prometheus") {
+        // Every answer of a negotiated path says so, errors included, so no cache hands
+        // one client's format to another (SPEC §8).
+        response.headers_mut().insert(VARY, ACCEPT_VARIES);
+    }
+    response
+}
+
+async fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     let path = request.uri().path();
     if !PATHS.contains(&path) {
         return error(
@@ -104,12 +120,28 @@ pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response
             let Some(latest) = state.latest.borrow().clone() else {
                 return not_started();
             };
-            let body = if path == "/metrics" {
-                latest.bodies.metrics().clone()
-            } else {
-                latest.bodies.gpu().clone()
+            let accept = || {
+                request
+                    .headers()
+                    .get_all(ACCEPT)
+                    .iter()
+                    .map(|v| v.as_bytes())
             };
-            respond(StatusCode::OK, body)
+            let format = match path {
+                "/metrics" => negotiate::metrics(accept()),
+                "/metrics/prometheus" => negotiate::prometheus(accept()),
+                _ => return respond(StatusCode::OK, latest.bodies.gpu().clone()),
+            };
+            let (body, content_type) = match format {
+                Format::Json => return respond(StatusCode::OK, latest.bodies.metrics().clone()),
+                Format::Text => (latest.bodies.prometheus(), TEXT),
+                Format::OpenMetrics => (latest.bodies.openmetrics(), OPENMETRICS),
+            };
+            let mut response = respond(StatusCode::OK, body.clone());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
         }
     }
 }

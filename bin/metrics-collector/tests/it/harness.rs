@@ -215,3 +215,33 @@ pub(crate) fn allow_fds(wanted: u64) {
     limit.current = Some(wanted.max(limit.current.unwrap_or(0)));
     setrlimit(Resource::Nofile, limit).unwrap();
 }
+
+/// The program a test runs: `$env_var` when set (what `cargo xtask test` provides), else
+/// `default` on `PATH`. Fails the test, naming `cargo xtask test` and what it installs,
+/// when the program cannot run: a missing tool is never a pass.
+pub(crate) fn tool(env_var: &str, default: &str, installs: &str) -> std::ffi::OsString {
+    let program = std::env::var_os(env_var)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| default.into());
+    let runs = Command::new(&program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if let Err(e) = runs {
+        panic!(
+            "{default} not found: run `cargo xtask test` (it installs {installs}); tried {program:?}: {e}"
+        );
+    }
+    program
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod numbers;
 mod persistence;
+mod prometheus;
 mod settings;
 mod sse;
 mod stream;

@@ -41,6 +41,7 @@ fn metrics_have_the_seed_shape_with_one_decimal() {
     let s = snapshot(Sample {
         taken_at: UNIX_EPOCH + Duration::from_secs(1_705_314_600),
         cpu_percent: Ok(45.234),
+        cpu_times: None,
         memory: Ok(MemoryUsage {
             total_bytes: 1000,
             available_bytes: 372,
@@ -75,6 +76,7 @@ fn unknown_values_are_null_and_disk_stays_an_object() {
     let s = snapshot(Sample {
         taken_at: SystemTime::now(),
         cpu_percent: Err(gone()),
+        cpu_times: None,
         memory: Err(gone()),
         disk: Err(gone()),
         cpu_celsius: Err(Unavailable::absent("no sensor")),
@@ -94,6 +96,7 @@ fn temperature_falls_back_to_the_gpu_only_without_a_cpu_sensor() {
     let mut s = snapshot(Sample {
         taken_at: SystemTime::now(),
         cpu_percent: Ok(1.0),
+        cpu_times: None,
         memory: Ok(MemoryUsage {
             total_bytes: 1,
             available_bytes: 1,
@@ -153,12 +156,13 @@ fn the_gpu_body_is_reused_only_while_the_gpu_readings_stay_the_same() {
     let sample = || Sample {
         taken_at: UNIX_EPOCH,
         cpu_percent: Ok(1.0),
+        cpu_times: None,
         memory: Err(Unavailable::new("gone")),
         disk: Err(Unavailable::new("gone")),
         cpu_celsius: Err(Unavailable::new("gone")),
     };
     let publish = |snapshot: Snapshot, previous: Option<&Published<crate::Bodies>>| {
-        let bodies = crate::Encoder.encode(&snapshot, previous);
+        let bodies = crate::Encoder::default().encode(&snapshot, previous);
         Published {
             snapshot,
             taken: std::time::Instant::now(),

@@ -62,7 +62,13 @@ async fn gpu_failures_show_in_gpu_metrics_and_health_while_the_rest_goes_on() {
     )
     .unwrap();
     let (publish, latest) = watch::channel(None);
-    let running = sampler::start(engine, api::Encoder, live, publish, Default::default());
+    let running = sampler::start(
+        engine,
+        api::Encoder::default(),
+        live,
+        publish,
+        Default::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = api::AppState::new(latest, None, live, "gpu-box");

@@ -73,6 +73,7 @@ fn snapshot(seq: u64, disk: Result<DiskUsage, Unavailable>) -> Snapshot {
                 took: Duration::from_micros(42),
                 error: disk.as_ref().err().cloned(),
                 last_ok: None,
+                errors: 0,
             },
             cpu: family.clone(),
             memory: family.clone(),
@@ -88,6 +89,7 @@ fn snapshot(seq: u64, disk: Result<DiskUsage, Unavailable>) -> Snapshot {
         sample: Sample {
             taken_at: SystemTime::now(),
             cpu_percent: Ok(12.34),
+            cpu_times: None,
             memory: Ok(MemoryUsage {
                 total_bytes: 1000,
                 available_bytes: 500,
@@ -279,7 +281,7 @@ async fn windows_the_engine_cannot_hand_over_count_in_health_at_once() {
     let (publish, latest) = watch::channel(None);
     let running = sampler::start(
         engine,
-        api::Encoder,
+        api::Encoder::default(),
         live,
         publish,
         sampler::Outputs {

@@ -82,7 +82,7 @@ async fn a_client_that_fell_behind_is_skipped_ahead_with_lag_and_one_that_takes_
     let (publish, latest) = watch::channel(None);
     let running = sampler::start(
         engine,
-        api::Encoder,
+        api::Encoder::default(),
         LIVE,
         publish,
         sampler::Outputs {
