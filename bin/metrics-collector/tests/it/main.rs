@@ -15,6 +15,7 @@ mod isolation;
 mod numbers;
 mod persistence;
 mod prometheus;
+mod rules;
 mod settings;
 mod sse;
 mod stream;
