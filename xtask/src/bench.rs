@@ -12,6 +12,10 @@
 //! service with its disk on a FUSE mount, idle before the mount hangs and again after it
 //! comes back (`bench/hang.rs`), beside the raw-read floor in each window.
 //!
+//! `--scrape` measures what a Prometheus scrape costs instead: every request carries
+//! Prometheus 3.x's `Accept` (so ours answers OpenMetrics) and the baseline serves a copy of
+//! our OpenMetrics body, of the same size, fixed.
+//!
 //! `cargo xtask bench stream` (`bench/stream.rs`) measures `/metrics/stream` fan-out instead:
 //! CPU per delivered sample, latency and RSS per subscriber beside a bare-socket floor.
 //!
@@ -43,6 +47,8 @@ const USAGE: &str =
   --interval S    METRICS_INTERVAL_LIVE of the service, seconds (default 5)
   --hang-secs N   each idle window before and after a released hang, seconds (default 120;
                   0 skips that part; needs bindfs)
+  --scrape        every request sends Prometheus' Accept; the baseline serves our OpenMetrics
+                  body, fixed
        cargo xtask bench stream [--subscribers N,N] [--samples N] [--interval S]
                   stream fan-out instead (see `cargo xtask bench stream --help`)";
 
@@ -68,6 +74,23 @@ struct Options {
     interval: String,
     rounds: usize,
     hang_secs: u64,
+    /// Requests send Prometheus' `Accept`; the baseline serves our OpenMetrics body.
+    scrape: bool,
+}
+
+/// What a Prometheus 3.x server sends with its default settings.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Options {
+    /// The header lines every request sends.
+    fn headers(&self) -> Vec<String> {
+        if self.scrape {
+            vec![format!("Accept: {PROMETHEUS_ACCEPT}")]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -77,6 +100,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         interval: "5".to_owned(),
         rounds: 3,
         hang_secs: 120,
+        scrape: false,
     };
     let go_on = each_flag(args, USAGE, |flag, value| {
         let seconds = |v: String| -> anyhow::Result<u64> {
@@ -86,6 +110,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
             }
         };
         match flag {
+            "--scrape" => options.scrape = true,
             "--idle-secs" => options.idle_secs = seconds(value()?)?,
             "--duration" => options.duration = seconds(value()?)?,
             "--hang-secs" => {
@@ -202,16 +227,37 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         // A fresh folder: no developer's `.env` changes what is measured.
         .current_dir(&out);
     servers.start("ours", ours, ours_port, &out)?;
+    let ours_ready_ms = servers.0[0].wait_ready()?;
     let bare_port = free_port()?;
     let mut bare = Command::new(&bare_bin);
     bare.arg(format!("127.0.0.1:{bare_port}")).current_dir(&out);
+    if options.scrape {
+        // The baseline's fixed body: our OpenMetrics body as a scrape gets it now.
+        let (_, body) = http_get_with(
+            ours_port,
+            "/metrics",
+            &options.headers(),
+            Duration::from_secs(2),
+        )?;
+        let file = out.join("openmetrics.body");
+        std::fs::write(&file, &body).with_context(|| format!("writing {}", file.display()))?;
+        bare.arg(&file).arg(OPENMETRICS);
+    }
     servers.start("baseline", bare, bare_port, &out)?;
 
     let mut ready_ms = Vec::new();
     let mut body_bytes = Vec::new();
     for server in &mut servers.0 {
-        let ms = server.wait_ready()?;
-        let (_, body) = http_get(server.port, "/metrics", Duration::from_secs(2))?;
+        let ms = match server.name {
+            "ours" => ours_ready_ms,
+            _ => server.wait_ready()?,
+        };
+        let (_, body) = http_get_with(
+            server.port,
+            "/metrics",
+            &options.headers(),
+            Duration::from_secs(2),
+        )?;
         eprintln!(
             "xtask: {} (pid {}) answers 200 on 127.0.0.1:{} after {ms} ms ({} byte body)",
             server.name,
@@ -401,14 +447,29 @@ fn measure_load(
     let url = format!("http://127.0.0.1:{}/metrics", server.port);
     let tag = format!("{}.r{}", server.name, round + 1);
     let warm = format!("-d{WARM_UP_SECS}s");
-    wrk(out, &format!("{tag}.warm"), &["-t2", "-c64", &warm], &url)?;
+    let headers: Vec<String> = options.headers();
+    let with_headers = |args: &[&'static str], d: &str| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.push(d.to_owned());
+        for h in &headers {
+            all.push("-H".to_owned());
+            all.push(h.clone());
+        }
+        all
+    };
+    wrk(
+        out,
+        &format!("{tag}.warm"),
+        &with_headers(&["-t2", "-c64"], &warm),
+        &url,
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     let d64 = format!("-d{}s", options.duration);
     let ticks0 = cpu_ticks(pid)?;
     let c64 = wrk(
         out,
         &format!("{tag}.c64"),
-        &["-t2", "-c64", &d64, "--latency"],
+        &with_headers(&["-t2", "-c64", "--latency"], &d64),
         &url,
     )?;
     let ticks = cpu_ticks(pid)?.saturating_sub(ticks0);
@@ -417,7 +478,7 @@ fn measure_load(
     let c1 = wrk(
         out,
         &format!("{tag}.c1"),
-        &["-t1", "-c1", &d1, "--latency"],
+        &with_headers(&["-t1", "-c1", "--latency"], &d1),
         &url,
     )?;
     let cpu_us_per_request = if c64.requests > 0 {
@@ -463,8 +524,13 @@ fn report(
     let _ = writeln!(
         s,
         "load: `wrk -t2 -c64 -d{d}s --latency` and `wrk -t1 -c1 -d{c1_secs}s --latency` on /metrics \
-         after `wrk -t2 -c64 -d{WARM_UP_SECS}s`; idle window {i} s; METRICS_INTERVAL_LIVE={iv}; \
+         after `wrk -t2 -c64 -d{WARM_UP_SECS}s`{scrape}; idle window {i} s; METRICS_INTERVAL_LIVE={iv}; \
          {r} load round(s), order alternating{m}\n",
+        scrape = if options.scrape {
+            ", every request with Prometheus 3.x's Accept (the baseline serves our OpenMetrics body)"
+        } else {
+            ""
+        },
         d = options.duration,
         i = options.idle_secs,
         iv = options.interval,
@@ -812,13 +878,24 @@ fn free_port() -> anyhow::Result<u16> {
 /// One `GET` with `Connection: close`: the status and the body. Bounded by `timeout` per
 /// step and by 2 × `timeout` overall.
 fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
+    http_get_with(port, path, &[], timeout)
+}
+
+/// `GET path` with these extra header lines (`Name: value`).
+fn http_get_with(
+    port: u16,
+    path: &str,
+    headers: &[String],
+    timeout: Duration,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let deadline = Instant::now() + timeout * 2;
     let mut response = Vec::new();
@@ -982,7 +1059,8 @@ struct Wrk {
 
 /// Runs `wrk ARGS URL` (output kept as `<out>/<tag>.wrk`), killing it if it runs 30 s past
 /// its `-d`.
-fn wrk(out: &Path, tag: &str, args: &[&str], url: &str) -> anyhow::Result<Wrk> {
+fn wrk<S: AsRef<str>>(out: &Path, tag: &str, args: &[S], url: &str) -> anyhow::Result<Wrk> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let secs: u64 = args
         .iter()
         .find_map(|a| a.strip_prefix("-d")?.strip_suffix('s')?.parse().ok())

@@ -4,7 +4,10 @@
 //! - `bodies_of/N`: `Bodies::of`, which encodes both the `/metrics` and the `/gpu` bodies,
 //!   for a snapshot with N GPUs (0, 1, 8).
 //! - `encoder_next_tick/N`: what the engine's `Encoder` does on a tick whose GPU readings
-//!   are those of the tick before: the `/metrics` body, and the `/gpu` one reused.
+//!   are those of the tick before: the `/metrics` body, the `/gpu` one reused, and both
+//!   Prometheus bodies.
+//! - `prometheus_bodies/N`: the text format and OpenMetrics bodies alone (issue 11: at
+//!   most 20 µs with 8 GPUs), by the `prometheus-client` crate.
 //!
 //! The snapshot is built by hand with realistic values (a 2-core VM with a 500 GB disk,
 //! NVML-like devices), so the figures do not depend on this machine's sensors.
@@ -27,6 +30,7 @@ fn device(index: u32) -> gpu::Device {
         memory_total_bytes: Some(85_520_809_984),
         celsius: Some(41.0 + f64::from(index)),
         power_watts: Some(118.431 + f64::from(index)),
+        power_limit_watts: Some(700.0),
         ..Default::default()
     }
 }
@@ -53,7 +57,16 @@ fn snapshot(devices: u32) -> sampler::Snapshot {
     let sample = Sample {
         taken_at: now,
         cpu_percent: Ok(12.345_678),
-        cpu_times: None,
+        cpu_times: Some(probes::CpuTimes {
+            user: 27_216_700,
+            nice: 1_200,
+            system: 11_450_500,
+            idle: 149_129_300,
+            iowait: 18_221,
+            softirq: 26_644,
+            steal: 7_523,
+            ..Default::default()
+        }),
         memory: Ok(MemoryUsage {
             total_bytes: 8_148_340_736,
             available_bytes: 5_905_010_688,
@@ -102,6 +115,14 @@ fn encode(c: &mut Criterion) {
             last_success: None,
             bodies: api::Bodies::of(&snap),
         };
+        group.bench_with_input(
+            BenchmarkId::new("prometheus_bodies", devices),
+            &snap,
+            |b, snap| {
+                let mut encoder = api::Encoder::default();
+                b.iter(|| black_box(encoder.encode_prometheus(black_box(snap))))
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("encoder_next_tick", devices),
             &snap,

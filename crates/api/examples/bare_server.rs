@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! cargo build --release --example bare_server -p api
-//! target/release/examples/bare_server [ADDR]     # default 127.0.0.1:19102
+//! target/release/examples/bare_server [ADDR [BODY_FILE CONTENT_TYPE]]  # default 127.0.0.1:19102
 //! ```
+//!
+//! With `BODY_FILE`, that file's bytes are the fixed body, served as `CONTENT_TYPE`
+//! (`cargo xtask bench --scrape` hands it a copy of our OpenMetrics body).
 //!
 //! Also the `CEILING` binary of `/work/shared/bench/peers.sh` (which passes ADDR and asks
 //! for `/metrics`).
@@ -33,9 +36,40 @@ const BODY: &[u8] = br#"{"cpu":0.0,"ram":1.8,"gpu":null,"temperature":null,"disk
 
 const DEFAULT_ADDR: &str = "127.0.0.1:19102";
 
+/// What every request gets.
+#[derive(Clone)]
+struct Fixed {
+    body: Bytes,
+    content_type: HeaderValue,
+}
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    let text = arg.as_deref().unwrap_or(DEFAULT_ADDR);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let text = args.first().map_or(DEFAULT_ADDR, String::as_str);
+    let fixed = match &args[1.min(args.len())..] {
+        [] => Fixed {
+            body: Bytes::from_static(BODY),
+            content_type: HeaderValue::from_static("application/json"),
+        },
+        [file, content_type] => {
+            let body = match std::fs::read(file) {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    eprintln!("bare_server: reading {file}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Ok(content_type) = HeaderValue::from_str(content_type) else {
+                eprintln!("bare_server: {content_type:?} is not a header value");
+                return ExitCode::from(2);
+            };
+            Fixed { body, content_type }
+        }
+        _ => {
+            eprintln!("bare_server: usage: bare_server [ADDR [BODY_FILE CONTENT_TYPE]]");
+            return ExitCode::from(2);
+        }
+    };
     let addr: SocketAddr = match text.parse() {
         Ok(a) => a,
         Err(e) => {
@@ -56,7 +90,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(addr)) {
+    match runtime.block_on(serve(addr, fixed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bare_server: {addr}: {e}");
@@ -65,16 +99,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn answer(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+async fn answer(
+    fixed: Fixed,
+    _request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(fixed.body));
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, fixed.content_type);
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
 /// Accepts until the process is killed; an accept error is reported and skipped.
-async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, fixed: Fixed) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
@@ -89,7 +126,9 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), service_fn(answer));
+        let fixed = fixed.clone();
+        let service = service_fn(move |request| answer(fixed.clone(), request));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -98,6 +98,14 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// The two Prometheus bodies of `snapshot` alone, text format then OpenMetrics: what
+    /// each tick adds to the JSON (for benchmarks).
+    pub fn encode_prometheus(&mut self, snapshot: &Snapshot) -> (Bytes, Bytes) {
+        self.exposition.encode(snapshot)
+    }
+}
+
 impl sampler::Encode for Encoder {
     type Bodies = Bodies;
 

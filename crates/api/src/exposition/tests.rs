@@ -374,3 +374,40 @@ fn the_cpu_counters_are_node_exporters_eight_modes_and_no_guest() {
         ]
     );
 }
+
+/// The text body is what the crate's own text format 0.0.4 encoder writes, byte for byte,
+/// for every shape a sample can take.
+#[test]
+fn the_text_body_is_the_crates_text_encoding_byte_for_byte() {
+    let mut shapes = vec![snapshot()];
+    let mut bare = snapshot();
+    bare.sample.cpu_percent = Err(Unavailable::new("first read"));
+    bare.sample.cpu_times = None;
+    bare.sample.memory = Err(Unavailable::new("EIO"));
+    bare.sample.disk = Err(Unavailable::new("timed out"));
+    bare.families.disk.error = Some(Unavailable::new("timed out"));
+    bare.gpu = gpu::GpuSample::unavailable(gpu::BackendKind::None, "no GPU");
+    shapes.push(bare);
+    let mut odd = snapshot();
+    odd.gpu.devices[0].name = Some("Quadro \"RTX\" \\ 8000\nrev2 # HELP x".into());
+    odd.gpu.devices[1].uuid = None;
+    shapes.push(odd);
+    for s in &shapes {
+        let mut e = Exposition::new(Sources {
+            filesystem: mount(),
+            ..Sources::default()
+        });
+        let (text, _) = e.encode(s);
+        let mut oracle = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut oracle, &e.registry).unwrap();
+        assert_eq!(String::from_utf8(text.to_vec()).unwrap(), oracle);
+    }
+}
+
+#[test]
+fn no_help_text_needs_escaping() {
+    let (_, om) = bodies(&snapshot());
+    for help in om.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
+        assert!(!help.contains('\\'), "{help}");
+    }
+}
