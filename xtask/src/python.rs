@@ -36,7 +36,14 @@ pub(crate) fn test_venv() -> anyhow::Result<PathBuf> {
     util::run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     util::run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&requirements),
     )?;
     // Written last: a venv whose install failed half-way is made again next time.

@@ -82,12 +82,8 @@ impl Preferences {
     fn of<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut p = Self::default();
         for line in lines {
-            // An `Accept` that is not text is no preference at all.
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
             p.any_line = true;
-            for range in line.split(',') {
+            for range in line.split(|b| *b == b',') {
                 p.add(range);
             }
         }
@@ -99,43 +95,51 @@ impl Preferences {
         p
     }
 
-    fn add(&mut self, range: &str) {
-        let mut parts = range.split(';');
-        let Some((kind, sub)) = parts.next().and_then(|m| m.trim().split_once('/')) else {
+    /// One media range: `type/subtype` and its parameters, read as bytes (a scrape sends
+    /// five of them; nothing here allocates or validates UTF-8).
+    fn add(&mut self, range: &[u8]) {
+        let mut parts = range.split(|b| *b == b';');
+        let media = trim(parts.next().unwrap_or_default());
+        let Some(slash) = media.iter().position(|b| *b == b'/') else {
             return;
         };
-        let (kind, sub) = (kind.trim(), sub.trim());
+        let (kind, sub) = (trim(&media[..slash]), trim(&media[slash + 1..]));
         let mut q = 1000;
-        let mut version = None;
+        let mut version: Option<&[u8]> = None;
         for param in parts {
-            let Some((key, value)) = param.split_once('=') else {
+            let Some(eq) = param.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            let value = value.trim().trim_matches('"');
-            match key.trim() {
-                k if k.eq_ignore_ascii_case("q") => match qvalue(value) {
+            let key = trim(&param[..eq]);
+            let value = trim(&param[eq + 1..]);
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            if key.eq_ignore_ascii_case(b"q") {
+                match qvalue(value) {
                     Some(v) => q = v,
                     // A malformed weight: the entry is unusable, not a first choice.
                     None => return,
-                },
-                k if k.eq_ignore_ascii_case("version") => version = Some(value),
-                _ => {}
+                }
+            } else if key.eq_ignore_ascii_case(b"version") {
+                version = Some(value);
             }
         }
-        let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let is = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
         match (kind, sub) {
-            ("*", "*") => {
+            (b"*", b"*") => {
                 self.json.offer(1, q);
                 self.text.offer(1, q);
             }
-            (k, "*") if is(k, "application") => self.json.offer(2, q),
-            (k, "*") if is(k, "text") => self.text.offer(2, q),
+            (k, b"*") if is(k, "application") => self.json.offer(2, q),
+            (k, b"*") if is(k, "text") => self.text.offer(2, q),
             (k, s) if is(k, "application") && is(s, "json") => self.json.offer(3, q),
             // An OpenMetrics version other than 1.0.0 is not ours to serve.
             (k, s)
                 if is(k, "application")
                     && is(s, "openmetrics-text")
-                    && version.is_none_or(|v| v == "1.0.0") =>
+                    && version.is_none_or(|v| v == b"1.0.0") =>
             {
                 self.openmetrics.offer(4, q);
             }
@@ -152,20 +156,28 @@ impl Preferences {
     }
 }
 
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
 /// RFC 9110 `qvalue`: `0`, `0.` and up to three digits, or `1` with zeros; thousandths.
-fn qvalue(v: &str) -> Option<u16> {
-    let (whole, fraction) = v.split_once('.').unwrap_or((v, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+fn qvalue(v: &[u8]) -> Option<u16> {
+    let (whole, fraction) = match v.iter().position(|b| *b == b'.') {
+        Some(dot) => (&v[..dot], &v[dot + 1..]),
+        None => (v, &b""[..]),
+    };
+    if fraction.len() > 3 || !fraction.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let thousandths = fraction
-        .bytes()
+        .iter()
+        .copied()
         .chain(std::iter::repeat(b'0'))
         .take(3)
         .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
         _ => None,
     }
 }

@@ -40,10 +40,14 @@ const PATHS: [&str; 6] = [
 ];
 
 fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
+    respond_as(status, body, JSON)
+}
+
+fn respond_as(status: StatusCode, body: Bytes, content_type: HeaderValue) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(CONTENT_TYPE, content_type);
     headers.insert(CACHE_CONTROL, NO_STORE);
     response
 }
@@ -63,7 +67,7 @@ fn not_started() -> Response<Body> {
 /// memory, which waits (bounded) on the archive. `HEAD` gets the same status and headers
 /// as `GET`; hyper leaves the body out.
 pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
-    let mut response = Box::pin(answer(state, request)).await;
+    let mut response = answer(state, request).await;
     if matches!(request.uri().path(), "/metrics" | "/metrics/prometheus") {
         // Every answer of a negotiated path says so, errors included, so no cache hands
         // one client's format to another (SPEC §8).
@@ -137,11 +141,11 @@ async fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
                 Format::Text => (latest.bodies.prometheus(), TEXT),
                 Format::OpenMetrics => (latest.bodies.openmetrics(), OPENMETRICS),
             };
-            let mut response = respond(StatusCode::OK, body.clone());
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response
+            respond_as(
+                StatusCode::OK,
+                body.clone(),
+                HeaderValue::from_static(content_type),
+            )
         }
     }
 }

@@ -116,10 +116,10 @@ fn malformed_weights_make_an_entry_unusable() {
         let accept = format!("application/openmetrics-text;{bad}");
         assert_eq!(for_metrics(&[&accept]), Format::Json, "{accept}");
     }
-    assert_eq!(qvalue("0.5"), Some(500));
-    assert_eq!(qvalue("1.000"), Some(1000));
-    assert_eq!(qvalue("0"), Some(0));
-    assert_eq!(qvalue("0."), Some(0));
+    assert_eq!(qvalue(b"0.5"), Some(500));
+    assert_eq!(qvalue(b"1.000"), Some(1000));
+    assert_eq!(qvalue(b"0"), Some(0));
+    assert_eq!(qvalue(b"0."), Some(0));
 }
 
 #[test]
