@@ -144,6 +144,14 @@ pub(crate) fn parse(
             series
         }
     };
+    // Buckets lie on the epoch grid, and no sample is older than the epoch: a time before
+    // it has no bucket RFC 3339 could name (years before 0000).
+    if start_ms < 0 {
+        return Err(format!(
+            "start={:?} is before 1970-01-01T00:00:00Z: no sample is older than that",
+            start.as_deref().unwrap_or_default()
+        ));
+    }
     if end_ms <= start_ms {
         return Err(format!(
             "end ({}) must be after start ({})",

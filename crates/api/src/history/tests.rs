@@ -73,6 +73,13 @@ fn every_bad_value_is_refused_with_what_to_send() {
     refused("start=-86400&step=5", "the limit is 11000");
     refused("metrics=cpu,swap", "unknown metric \"swap\"");
     refused("metrics=", "unknown metric \"\"");
+    // Before the epoch no bucket could be named (its year would be before 0000).
+    refused(
+        "start=0001-01-01T00:00:00Z&end=0001-01-02T00:00:00Z&step=3155760000",
+        "before 1970-01-01T00:00:00Z",
+    );
+    refused("start=-1800000000", "before 1970");
+    assert!(q("start=0&end=60&step=30").is_ok());
     // Unknown parameters are not refused.
     assert!(q("_=1733050000&metrics=cpu,cpu").is_ok_and(|q| q.series == [Series::Cpu]));
 }
