@@ -13,6 +13,7 @@ mod history;
 mod hostile;
 mod isolation;
 mod numbers;
+mod openapi;
 mod persistence;
 mod prometheus;
 mod rules;
