@@ -231,9 +231,14 @@ pub(crate) async fn columns(history: &History, q: &Query) -> (Columns, Source, b
     let mut columns = Columns::empty(grid, &q.series);
     let ring = &history.ring;
     if q.step_ms < duration_ms(ring.window_every()) {
-        // Finer than a window: only the live samples of the last hour have it.
+        // Finer than a window: only the live samples of the last hour have it, and the
+        // database never does (it keeps windows): what memory lacks is missing.
         ring.fill_samples(&mut columns);
-        return (columns, Source::Memory, false);
+        return (
+            columns,
+            Source::Memory,
+            grid.first_ms < ring.samples_from_ms(),
+        );
     }
     let memory_from = ring.windows_from_ms();
     if grid.first_ms >= memory_from {
@@ -279,7 +284,7 @@ pub fn from_memory(
     let mut columns = Columns::empty(grid, &q.series);
     let partial = if q.step_ms < duration_ms(ring.window_every()) {
         ring.fill_samples(&mut columns);
-        false
+        grid.first_ms < ring.samples_from_ms()
     } else {
         ring.fill_windows(&mut columns, i64::MIN);
         grid.first_ms < ring.windows_from_ms()

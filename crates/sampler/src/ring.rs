@@ -104,6 +104,9 @@ struct Inner {
     /// From when the windows held are all there are: the ring's creation, or the start of
     /// the span a refill read.
     windows_from_ms: i64,
+    /// When this run's samples began (live samples are never refilled: they are not
+    /// persisted).
+    samples_from_ms: i64,
     refilled: bool,
     /// Where the open window begins (the end of the last window closed).
     open_from_ms: Option<i64>,
@@ -168,6 +171,7 @@ impl Ring {
                     unix_ms(SystemTime::now()) + 1,
                     duration_ms(window),
                 ),
+                samples_from_ms: unix_ms(SystemTime::now()),
                 refilled: false,
                 open_from_ms: None,
             }),
@@ -246,6 +250,18 @@ impl Ring {
             i64::MIN
         };
         inner.windows_from_ms.max(oldest_kept)
+    }
+
+    /// From when the live samples memory holds are all there are (ms since the epoch):
+    /// this run's start, or the oldest sample held once the hour is full.
+    pub fn samples_from_ms(&self) -> i64 {
+        let inner = self.read();
+        let oldest_kept = if inner.samples.len() == inner.samples.items.capacity() {
+            inner.samples.oldest().map_or(i64::MIN, |p| p.at_ms)
+        } else {
+            i64::MIN
+        };
+        inner.samples_from_ms.max(oldest_kept)
     }
 
     /// Adds what memory holds at window granularity to `columns`: the windows that began

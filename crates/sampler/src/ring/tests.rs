@@ -206,3 +206,25 @@ fn a_refill_puts_older_windows_before_this_runs_and_says_memory_holds_from_then(
     );
     assert!(ring.stats().refilled);
 }
+
+#[test]
+fn the_samples_held_are_all_there_are_from_this_runs_start_until_the_hour_is_full() {
+    let ring = Ring::new(Duration::from_secs(5), Duration::from_secs(30));
+    let started = ring.samples_from_ms();
+    let now = unix_ms(std::time::SystemTime::now());
+    assert!(
+        started <= now && now - started < 60_000,
+        "{started} vs {now}"
+    );
+    // A few samples: still this run's start.
+    let base = now + 5_000;
+    for i in 0..10 {
+        ring.push(&snapshot(base + i * 5_000, Some(1.0)), event(i), None);
+    }
+    assert_eq!(ring.samples_from_ms(), started);
+    // Past the hour the oldest are gone: memory holds from the oldest kept.
+    for i in 10..800 {
+        ring.push(&snapshot(base + i * 5_000, Some(1.0)), event(i), None);
+    }
+    assert_eq!(ring.samples_from_ms(), base + (800 - 721) * 5_000);
+}
