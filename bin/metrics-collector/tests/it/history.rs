@@ -159,7 +159,15 @@ fn buckets_are_the_mean_and_extremes_of_the_samples_taken_and_gaps_are_null() {
     let mut stream = Sse::open(svc.addr, "/metrics/stream", &[]);
     let mut samples = BTreeMap::new();
     let values = [10.0, 25.5, 40.0, 12.3, 77.7, 33.3, 90.1, 5.0, 61.9];
-    for k in 0..30 {
+    // At least 30 samples spanning 8 s (four whole 2 s buckets), however slowly a loaded
+    // machine delivers them.
+    let spans = |s: &BTreeMap<i64, f64>| match (s.keys().next(), s.keys().next_back()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0,
+    };
+    let mut k = 0;
+    while k < 30 || spans(&samples) < 8_000 {
+        assert!(k < 300, "300 samples and still no 8 s span: {samples:?}");
         if k % 2 == 0 {
             proc.set_ram(values[(k / 2) % values.len()]);
         }
@@ -169,6 +177,7 @@ fn buckets_are_the_mean_and_extremes_of_the_samples_taken_and_gaps_are_null() {
         if let Some(ram) = b.json()["ram"].as_f64() {
             samples.insert(b.id.unwrap(), ram);
         }
+        k += 1;
     }
     let first = *samples.keys().next().unwrap();
     let last = *samples.keys().next_back().unwrap();
@@ -205,7 +214,11 @@ fn buckets_are_the_mean_and_extremes_of_the_samples_taken_and_gaps_are_null() {
     // Finer than a window: from the live samples.
     let fine = history(&svc, &format!("{range}&step=0.4&metrics=ram"));
     assert_eq!(fine["source"], "memory");
+    assert_eq!(fine["partial"], false, "every sample of this run is held");
     assert!(check_buckets(&fine, &samples, 400, from, to) >= 8, "{fine}");
+    // Finer than a window from before this run: nothing anywhere has it.
+    let before_run = history(&svc, "start=-3000&step=0.4&metrics=ram");
+    assert_eq!(before_run["partial"], true, "{before_run}");
 
     // The answer's frame: the requested times normalised to UTC, one entry per bucket
     // from the one holding start to the one holding end.
