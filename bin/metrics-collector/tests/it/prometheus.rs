@@ -479,3 +479,65 @@ fn a_real_prometheus_scrapes_the_collector_on_both_paths() {
     let busy: f64 = busy[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!((0.0..=1.0).contains(&busy), "{busy}");
 }
+
+#[test]
+fn a_gpu_has_its_series_labelled_gpu_uuid_name_with_the_values_of_gpu() {
+    // The Jetson backend on a fixture tree copied from an Orin: one GPU, read from sysfs.
+    let tree = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/gpu/tests/testdata/jetson-orin");
+    let sysfs = tree.join("sys");
+    let svc = Service::start(&[
+        ("METRICS_INTERVAL_LIVE", "1"),
+        ("METRICS_GPU_BACKEND", "jetson"),
+        ("METRICS_ROOTFS", tree.to_str().unwrap()),
+        ("METRICS_SYSFS", sysfs.to_str().unwrap()),
+    ])
+    .ready();
+    let (gpu, prom) = wait_for(
+        Duration::from_secs(20),
+        "/gpu and a scrape of one sample",
+        || {
+            let before = get(svc.addr, "/gpu").json();
+            let prom = samples(&get(svc.addr, "/metrics/prometheus").text());
+            let after = get(svc.addr, "/gpu").json();
+            (before == after).then_some((after, prom))
+        },
+    );
+    let device = &gpu["gpus"][0];
+    let labels = format!(
+        "{{gpu=\"{}\",uuid=\"{}\",name=\"{}\"}}",
+        device["index"],
+        device["uuid"].as_str().unwrap_or_default(),
+        device["name"].as_str().unwrap()
+    );
+    let mut checked = 0;
+    for (family, field, scale) in [
+        ("gpu_utilization_ratio", "utilization", 0.01),
+        ("gpu_memory_used_bytes", "memory_used", 1.0),
+        ("gpu_memory_total_bytes", "memory_total", 1.0),
+        ("gpu_temperature_celsius", "temperature", 1.0),
+        ("gpu_power_watts", "power_draw", 1.0),
+        ("gpu_power_limit_watts", "power_limit", 1.0),
+    ] {
+        let series = format!("metrics_collector_{family}{labels}");
+        match device[field].as_f64() {
+            Some(v) => {
+                let got = prom
+                    .get(&series)
+                    .unwrap_or_else(|| panic!("no {series} in {prom:?}"));
+                // /gpu rounds to one decimal; the series has the reading itself.
+                assert!(
+                    close(*got / scale, v, 0.05 + 1e-9),
+                    "{series}: {got} vs {field} {v}"
+                );
+                checked += 1;
+            }
+            None => assert!(!prom.contains_key(&series), "{series} without a reading"),
+        }
+    }
+    assert!(checked >= 3, "the fixture's GPU reads something: {device}");
+    assert_eq!(
+        prom.get("metrics_collector_probe_up{probe=\"gpu\"}"),
+        Some(&1.0)
+    );
+}
