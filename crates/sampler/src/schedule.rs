@@ -205,9 +205,23 @@ fn on_tick<E: Encode>(state: &Arc<Mutex<Schedule<E>>>, due: Instant, settled: Se
     if s.stopped {
         return;
     }
-    let publishing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        s.publish_tick(due, settled);
-    }));
+    // After a stall (a suspended VM, SIGSTOP) both queued ticks are overdue and run back
+    // to back: the second would measure a millisecond of CPU (a made-up 100 % or 0 %) and
+    // repeat the first's id. A tick whose reads started less than half an interval after
+    // the last published one's is dropped unbuilt; the schedule goes on from the grid.
+    let started = settled.started.1;
+    let too_soon = s
+        .last
+        .as_ref()
+        .is_some_and(|last| started >= last.taken && started < last.taken + s.live / 2);
+    let publishing = if too_soon {
+        tracing::debug!("tick skipped: it ran right behind the one before, after a stall");
+        Ok(())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.publish_tick(due, settled);
+        }))
+    };
     if let Err(payload) = publishing {
         tracing::error!(
             panic = %panic_message(payload.as_ref()),

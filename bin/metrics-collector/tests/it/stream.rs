@@ -388,3 +388,27 @@ fn a_stream_request_too_big_for_the_first_read_is_served_all_the_same() {
     assert!(got_ids.windows(2).all(|w| w[0] < w[1]), "{got_ids:?}");
     assert_eq!(svc.json("/health")["streams"]["open"], 1);
 }
+
+#[test]
+fn after_a_stall_samples_go_on_at_the_interval_never_two_at_once() {
+    // A suspended VM or SIGSTOP leaves both queued ticks overdue; running both back to
+    // back would repeat an id and measure a millisecond of CPU (a made-up 100 %).
+    let svc = Service::start(&[("METRICS_INTERVAL_LIVE", "0.2")]).ready();
+    let mut s = Sse::open(svc.addr, STREAM, &[]);
+    let before = samples(&mut s, 3);
+    svc.signal(Signal::STOP);
+    // The stall itself: several intervals with the process stopped.
+    std::thread::sleep(Duration::from_millis(1500));
+    svc.signal(Signal::CONT);
+    let after = samples(&mut s, 8);
+    let all = ids(&[before, after].concat());
+    for pair in all.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 100,
+            "samples {} ms apart (ids {all:?})",
+            pair[1] - pair[0]
+        );
+    }
+    let log = svc.log();
+    assert!(!log.contains("no CPU time elapsed"), "{log}");
+}
