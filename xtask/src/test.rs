@@ -22,6 +22,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // an OpenMetrics parser and the OpenAPI fuzzer (Python packages, in a venv).
     ensure_tool("prometheus", "prometheus")?;
     ensure_tool("promtool", "prometheus")?;
+    // The status page is tested in a real browser: Debian's Chromium, driven by
+    // Playwright from the venv (no browser is downloaded).
+    ensure_tool("chromium", "chromium")?;
     let python = python::test_venv()?;
     // The store's tests need a real PostgreSQL; each makes its own database on it.
     let cluster = pg::start("test")?;
@@ -32,6 +35,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .env("METRICS_TEST_POSTGRES", cluster.conninfo())
             .env("METRICS_TEST_PYTHON", &python),
     )?;
+    let shots = util::root().join("target/screenshots");
+    if shots.is_dir() {
+        eprintln!(
+            "xtask: the status page's screenshots are in {}",
+            shots.display()
+        );
+    }
     // Doc examples and the crate docs compile too.
     util::run(cargo().args(["test", "--workspace", "--doc"]))?;
     util::run(cargo().args([

@@ -21,6 +21,7 @@ mod exposition;
 mod health;
 mod history;
 mod negotiate;
+mod page;
 mod routes;
 mod server;
 mod stream;

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, VARY,
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue,
+    REFERRER_POLICY, RETRY_AFTER, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -14,6 +15,7 @@ use crate::exposition::{OPENMETRICS, TEXT};
 use crate::health::health;
 use crate::history;
 use crate::negotiate::{self, Format};
+use crate::page::{self, Asset};
 use crate::stream::{self, EventStream, Refused};
 use crate::wire::encode_error;
 use crate::{AppState, History};
@@ -29,8 +31,11 @@ const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering
 const NO: HeaderValue = HeaderValue::from_static("no");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const ACCEPT_VARIES: HeaderValue = HeaderValue::from_static("Accept");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
 
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 7] = [
+    "/",
     "/metrics",
     "/metrics/prometheus",
     "/metrics/history",
@@ -78,7 +83,8 @@ pub(crate) async fn route<B>(state: &AppState, request: &Request<B>) -> Response
 
 async fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     let path = request.uri().path();
-    if !PATHS.contains(&path) {
+    let page = page::asset(path);
+    if !PATHS.contains(&path) && page.is_none() {
         return error(
             StatusCode::NOT_FOUND,
             &format!("no such path {path:?}: try {}", PATHS.join(", ")),
@@ -94,6 +100,9 @@ async fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
         );
         response.headers_mut().insert(ALLOW, GET_HEAD);
         return response;
+    }
+    if let Some(asset) = page {
+        return page_response(asset);
     }
     // Unknown parameters are ignored (SPEC §3): a dashboard's cache buster
     // (`?_=1733050000`) must not break any path.
@@ -161,6 +170,19 @@ async fn history_response(state: &AppState, h: &History, query: Option<&str>) ->
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     respond(StatusCode::OK, history::answer(state, h, &q).await)
+}
+
+/// A file of the status page: revalidated on every load (the binary may have changed),
+/// under the page's policy.
+fn page_response(asset: &Asset) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(asset.bytes())));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(CACHE_CONTROL, NO_CACHE);
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(page::CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    headers.insert(REFERRER_POLICY, NO_REFERRER);
+    response
 }
 
 fn stream_response<B>(state: &AppState, h: &History, request: &Request<B>) -> Response<Body> {

@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod numbers;
 mod openapi;
+mod page;
 mod persistence;
 mod prometheus;
 mod rules;
