@@ -49,16 +49,19 @@ impl CpuTimes {
     /// The eight counters node_exporter exports as `node_cpu_seconds_total{mode}`, with
     /// its mode names (guest time is already inside `user` and `nice`).
     pub fn modes(&self) -> [(&'static str, u64); 8] {
-        [
-            ("user", self.user),
-            ("nice", self.nice),
-            ("system", self.system),
-            ("idle", self.idle),
-            ("iowait", self.iowait),
-            ("irq", self.irq),
-            ("softirq", self.softirq),
-            ("steal", self.steal),
-        ]
+        let [
+            user,
+            nice,
+            system,
+            idle,
+            iowait,
+            irq,
+            softirq,
+            steal,
+            _guest,
+            _guest_nice,
+        ] = self.named();
+        [user, nice, system, idle, iowait, irq, softirq, steal]
     }
 
     /// Every counter with its name as `/proc/stat` documents it (proc(5)).

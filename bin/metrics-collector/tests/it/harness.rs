@@ -245,3 +245,76 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A fresh database on the PostgreSQL `cargo xtask test` started: the service's settings
+/// for it, a client connected to it, and the runtime that client runs on.
+pub(crate) fn database(
+    tag: &str,
+) -> (
+    Vec<(&'static str, String)>,
+    tokio_postgres::Client,
+    tokio::runtime::Runtime,
+) {
+    use tokio_postgres::NoTls;
+    let info = std::env::var("METRICS_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "METRICS_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts a PostgreSQL"
+        )
+    });
+    let field = |k: &str| {
+        info.split_whitespace()
+            .find_map(|p| p.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= in METRICS_TEST_POSTGRES={info:?}"))
+            .to_owned()
+    };
+    let name = format!("bin_{tag}_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async {
+        let (admin, conn) = tokio_postgres::connect(&format!("{info} dbname=postgres"), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        admin
+            .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
+            .await
+            .unwrap();
+        admin
+            .execute(&format!("CREATE DATABASE {name}"), &[])
+            .await
+            .unwrap();
+        let (client, conn) = tokio_postgres::connect(&format!("{info} dbname={name}"), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    });
+    let env = vec![
+        ("POSTGRES_HOST", field("host")),
+        ("POSTGRES_PORT", field("port")),
+        ("POSTGRES_USER", field("user")),
+        ("POSTGRES_DB", name),
+    ];
+    (env, client, rt)
+}
+
+/// The Python that can import `module`: `METRICS_TEST_PYTHON` (the venv `cargo xtask test`
+/// makes from tests/openapi/requirements.txt), else `python3`. Fails the test, naming
+/// `cargo xtask test`, when it cannot.
+pub(crate) fn python_with(module: &str) -> String {
+    let python = std::env::var("METRICS_TEST_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned());
+    let found = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{module} not found in {python}: run `cargo xtask test` (it makes a venv from tests/openapi/requirements.txt)"
+    );
+    python
+}

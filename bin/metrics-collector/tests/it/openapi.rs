@@ -10,10 +10,8 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::harness::{Service, get, wait_for};
+use crate::harness::{Service, get, python_with, wait_for};
 use crate::sse::Sse;
-
-const MISSING: &str = "schemathesis not found: run `cargo xtask test` (it makes a venv from tests/openapi/requirements.txt)";
 
 fn root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -147,23 +145,6 @@ fn every_route_the_server_answers_is_documented_in_openapi_yaml() {
     );
 }
 
-/// The Python that has schemathesis: `METRICS_TEST_PYTHON` (the venv `cargo xtask test`
-/// makes), else `python3`. Panics with how to get it when there is none.
-fn python() -> String {
-    let python = std::env::var("METRICS_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_owned());
-    let found = Command::new(&python)
-        .args(["-c", "import schemathesis"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        panic!("{MISSING}");
-    }
-    python
-}
-
 /// One fuzz run at a time: each keeps a core busy for seconds, and the other tests of this
 /// binary (some of which time things) run beside them.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -194,7 +175,7 @@ fn check(python: &str, svc: &Service, args: &[&str]) {
 
 #[test]
 fn the_server_answers_as_openapi_yaml_says() {
-    let python = python();
+    let python = python_with("schemathesis");
     let _one = one_at_a_time();
     let svc = Service::start(&[("METRICS_INTERVAL_LIVE", "0.5")]).ready();
     check(&python, &svc, &[]);
@@ -202,7 +183,7 @@ fn the_server_answers_as_openapi_yaml_says() {
 
 #[test]
 fn a_host_whose_probes_all_fail_answers_as_documented() {
-    let python = python();
+    let python = python_with("schemathesis");
     let _one = one_at_a_time();
     let svc = Service::start(&[
         ("METRICS_INTERVAL_LIVE", "0.2"),
@@ -219,7 +200,7 @@ fn a_host_whose_probes_all_fail_answers_as_documented() {
 
 #[test]
 fn a_jetson_with_its_gpu_answers_as_documented() {
-    let python = python();
+    let python = python_with("schemathesis");
     let _one = one_at_a_time();
     // The Jetson backend on a fixture tree: a GPU device, board facts and notes in `/gpu`.
     let tree = root().join("crates/gpu/tests/testdata/jetson-orin");
@@ -239,7 +220,7 @@ fn a_jetson_with_its_gpu_answers_as_documented() {
 
 #[test]
 fn a_server_with_every_stream_slot_taken_answers_as_documented() {
-    let python = python();
+    let python = python_with("schemathesis");
     let _one = one_at_a_time();
     let svc = Service::start(&[
         ("METRICS_INTERVAL_LIVE", "0.5"),

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
-use tokio_postgres::NoTls;
 
-use crate::harness::{Killed, Service, TempDir, get, request, tool};
+use crate::harness::{Killed, Service, TempDir, database, get, python_with, request, tool};
 use crate::sse::Sse;
 
 /// The policy every file of the page is served with (crates/api/src/page.rs).
@@ -204,64 +203,6 @@ fn the_html_loads_only_its_own_assets_and_has_nothing_inline() {
     assert_eq!(loaded, want, "the assets index.html loads");
 }
 
-/// A fresh database on the PostgreSQL `cargo xtask test` started: the service's settings.
-fn database(tag: &str) -> Vec<(&'static str, String)> {
-    let info = std::env::var("METRICS_TEST_POSTGRES").unwrap_or_else(|_| {
-        panic!(
-            "METRICS_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts a PostgreSQL"
-        )
-    });
-    let field = |k: &str| {
-        info.split_whitespace()
-            .find_map(|p| p.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k}= in METRICS_TEST_POSTGRES={info:?}"))
-            .to_owned()
-    };
-    let name = format!("bin_{tag}_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&format!("{info} dbname=postgres"), NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        admin
-            .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
-            .await
-            .unwrap();
-        admin
-            .execute(&format!("CREATE DATABASE {name}"), &[])
-            .await
-            .unwrap();
-    });
-    vec![
-        ("POSTGRES_HOST", field("host")),
-        ("POSTGRES_PORT", field("port")),
-        ("POSTGRES_USER", field("user")),
-        ("POSTGRES_DB", name),
-    ]
-}
-
-/// The Python with Playwright: `METRICS_TEST_PYTHON` (the venv `cargo xtask test` makes),
-/// else `python3`.
-fn python() -> String {
-    let python = std::env::var("METRICS_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_owned());
-    let found = Command::new(&python)
-        .args(["-c", "import playwright.sync_api"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "playwright not found in {python}: run `cargo xtask test` (it makes a venv from tests/openapi/requirements.txt)"
-    );
-    python
-}
-
 /// What the browser check can ask for (the protocol is in tests/browser/check.py).
 struct Services {
     dir: TempDir,
@@ -363,8 +304,8 @@ fn the_page_works_in_a_real_browser_through_a_pause_and_a_restart() {
         "/usr/bin/chromium",
         "Debian's `chromium` package",
     );
-    let python = python();
-    let db = database("page");
+    let python = python_with("playwright.sync_api");
+    let (db, _client, _rt) = database("page");
     let mut env = db;
     env.extend([
         ("METRICS_INTERVAL_LIVE", "0.5".to_owned()),

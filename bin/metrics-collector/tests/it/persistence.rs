@@ -4,53 +4,9 @@
 use std::time::Duration;
 
 use rustix::process::Signal;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::harness::{Service, get, wait_for};
-
-/// A fresh database on the server `cargo xtask test` started: (env for the service, client).
-fn database(tag: &str) -> (Vec<(&'static str, String)>, Client, tokio::runtime::Runtime) {
-    let info = std::env::var("METRICS_TEST_POSTGRES")
-        .expect("METRICS_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts a PostgreSQL");
-    let field = |k: &str| {
-        info.split_whitespace()
-            .find_map(|p| p.strip_prefix(&format!("{k}=")))
-            .unwrap()
-            .to_owned()
-    };
-    let (host, port) = (field("host"), field("port"));
-    let name = format!("bin_{tag}_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = rt.block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&format!("{info} dbname=postgres"), NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        admin
-            .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
-            .await
-            .unwrap();
-        admin
-            .execute(&format!("CREATE DATABASE {name}"), &[])
-            .await
-            .unwrap();
-        let (client, conn) = tokio_postgres::connect(&format!("{info} dbname={name}"), NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-    });
-    let env = vec![
-        ("POSTGRES_HOST", host),
-        ("POSTGRES_PORT", port),
-        ("POSTGRES_USER", "postgres".into()),
-        ("POSTGRES_DB", name),
-    ];
-    (env, client, rt)
-}
+use crate::harness::{Service, database, get, wait_for};
 
 fn rows(rt: &tokio::runtime::Runtime, client: &Client, sql: &str) -> i64 {
     rt.block_on(client.query_one(sql, &[]))

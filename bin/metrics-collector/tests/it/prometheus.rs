@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Killed, Service, TempDir, get, request, tool, wait_for};
+use crate::harness::{Killed, Service, TempDir, get, python_with, request, tool, wait_for};
 
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -127,20 +127,7 @@ fn the_text_body_passes_promtool_and_the_openmetrics_body_parses_as_openmetrics(
         "promtool",
         "the Debian package prometheus",
     );
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(&promtool, &["check", "metrics"], &text);
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {}\n{}{}\n--- body\n{text}",
@@ -195,6 +182,25 @@ fn the_text_body_passes_promtool_and_the_openmetrics_body_parses_as_openmetrics(
     }
 }
 
+/// `program ARGS` with `input` on its standard input, to its end.
+fn with_stdin(program: impl AsRef<std::ffi::OsStr>, args: &[&str], input: &str) -> Output {
+    let program = program.as_ref();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// (name, labels, value) of every sample, as Python `prometheus_client`'s OpenMetrics
 /// parser reads `body`; it raises on anything that is not OpenMetrics 1.0.
 fn parse_openmetrics(body: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
@@ -205,30 +211,9 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
         print(json.dumps([s.name, s.labels, s.value]))
 "#;
-    let python = tool(
-        "METRICS_TEST_PYTHON",
-        "python3",
-        "Python with prometheus-client (tests/openapi/requirements.txt)",
-    );
-    let mut child = Command::new(&python)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let python = python_with("prometheus_client");
+    let out = with_stdin(&python, &["-c", SCRIPT], body);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'prometheus_client'"),
-        "prometheus_client not found for {python:?}: run `cargo xtask test` (it makes a venv from tests/openapi/requirements.txt)"
-    );
     assert!(
         out.status.success(),
         "the OpenMetrics parser refused the body: {stderr}\n{body}"
