@@ -30,20 +30,27 @@ pub struct CpuTimes {
 
 impl CpuTimes {
     /// psutil `_cpu_tot_time`: every field, less guest time (already counted in user/nice).
-    fn total(&self) -> u64 {
-        self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
+    /// Summed in 128 bits: eight counters read from a file can add up past `u64::MAX`.
+    fn total(&self) -> u128 {
+        [
+            self.user,
+            self.nice,
+            self.system,
+            self.idle,
+            self.iowait,
+            self.irq,
+            self.softirq,
+            self.steal,
+        ]
+        .into_iter()
+        .map(u128::from)
+        .sum()
     }
 
-    /// psutil `_cpu_busy_time` on Linux: busy = total - idle - iowait.
-    fn busy(&self) -> u64 {
-        self.total() - self.idle - self.iowait
+    /// psutil `_cpu_busy_time` on Linux: busy = total - idle - iowait (both inside total,
+    /// so this never goes below zero).
+    fn busy(&self) -> u128 {
+        self.total() - u128::from(self.idle) - u128::from(self.iowait)
     }
 
     /// The eight counters node_exporter exports as `node_cpu_seconds_total{mode}`, with
@@ -130,12 +137,36 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, String> {
 
 /// The counters of a `cpu` line (its label first).
 fn parse_columns(line: &str) -> Result<CpuTimes, String> {
+    const NAMES: [&str; 10] = [
+        "user",
+        "nice",
+        "system",
+        "idle",
+        "iowait",
+        "irq",
+        "softirq",
+        "steal",
+        "guest",
+        "guest_nice",
+    ];
     let mut fields = [0u64; 10];
     let mut count = 0;
-    for (slot, word) in fields.iter_mut().zip(line.split_ascii_whitespace().skip(1)) {
-        *slot = word
-            .parse()
-            .map_err(|_| format!("cpu column {} is not a counter: {word:?}", count + 1))?;
+    for ((slot, name), word) in fields
+        .iter_mut()
+        .zip(NAMES)
+        .zip(line.split_ascii_whitespace().skip(1))
+    {
+        let column = count + 1;
+        *slot = word.parse().map_err(|e: std::num::ParseIntError| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "is larger than a 64-bit counter",
+                _ => "is not a counter",
+            };
+            format!(
+                "cpu column {column} ({name}) {why}: {}",
+                crate::quoted(word)
+            )
+        })?;
         count += 1;
     }
     if count < 4 {
@@ -179,6 +210,7 @@ pub fn busy_percent(earlier: &CpuTimes, later: &CpuTimes) -> Result<f64, NoPerce
         }
     }
     let d = later.delta(earlier);
+    // As f64 the sums lose digits past 2^53 ticks, far below what a percentage shows.
     crate::percent(d.busy() as f64, d.total() as f64).ok_or(NoPercent::NoTimeElapsed)
 }
 

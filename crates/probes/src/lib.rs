@@ -155,6 +155,34 @@ pub struct Sample {
     pub cpu_celsius: Reading<f64>,
 }
 
+/// `value` quoted the way `{:?}` does, cut after its first 64 characters (with its length
+/// in bytes) when longer: an error names the offending text without echoing a huge one.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// The configuration of this crate's property tests: a fixed seed, so a run is repeatable
+/// and a failure is found again by the next run (`PROPTEST_RNG_SEED` picks other cases),
+/// and no regression files: a failure found becomes a named unit test.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(13);
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
 /// A percentage with one decimal, the way the seed service printed them.
 pub fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
