@@ -31,7 +31,8 @@ impl MemoryUsage {
     }
 }
 
-/// Parses `/proc/meminfo`. Values there are in KiB whatever the "kB" says.
+/// Parses `/proc/meminfo`. Values there are in KiB whatever the "kB" says. The first line
+/// of a key counts (the kernel writes each once; a repeated one is not read).
 pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
     let (mut total, mut available, mut free, mut buffers, mut cached) =
         (None, None, None, None, None);
@@ -47,11 +48,21 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
             "Cached" => &mut cached,
             _ => continue,
         };
+        if slot.is_some() {
+            continue;
+        }
         let number = rest.trim().trim_end_matches("kB").trim();
-        let kib: u64 = number
-            .parse()
-            .map_err(|_| format!("{key} is not a number: {number:?}"))?;
-        *slot = Some(kib.saturating_mul(1024));
+        let kib: u64 = number.parse().map_err(|e: std::num::ParseIntError| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "is larger than a 64-bit count of KiB",
+                _ => "is not a number of KiB",
+            };
+            format!("{key} {why}: {}", crate::quoted(number))
+        })?;
+        let bytes = kib
+            .checked_mul(1024)
+            .ok_or_else(|| format!("{key} {kib} kB is more bytes than 64 bits hold"))?;
+        *slot = Some(bytes);
         // They are the first lines of the file; the other fifty need not be looked at.
         if total.is_some()
             && available.is_some()
@@ -71,7 +82,9 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryUsage, String> {
     let available = match available {
         Some(a) => a,
         None => match (free, buffers, cached) {
-            (Some(f), b, c) => f + b.unwrap_or(0) + c.unwrap_or(0),
+            (Some(f), b, c) => f
+                .saturating_add(b.unwrap_or(0))
+                .saturating_add(c.unwrap_or(0)),
             _ => return Err("neither MemAvailable nor MemFree".into()),
         },
     };

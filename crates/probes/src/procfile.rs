@@ -49,7 +49,12 @@ impl ProcFile {
                 Err(_) => continue,
             }
         };
-        std::str::from_utf8(&self.buf[..len]).map_err(|_| Error::parse(&self.path, "not UTF-8"))
+        std::str::from_utf8(&self.buf[..len]).map_err(|e| {
+            Error::parse(
+                &self.path,
+                format!("not UTF-8 (at byte {})", e.valid_up_to()),
+            )
+        })
     }
 }
 
