@@ -31,8 +31,12 @@ pub fn mount_of(roots: &Roots, path: &Path) -> Result<Mount, Error> {
     let mut last = None;
     for table in ["1/mountinfo", "self/mountinfo"] {
         let file = roots.procfs.join(table);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
+        // Read as bytes: the kernel escapes only space, tab, newline and backslash, so a
+        // mount point named in Latin-1 puts bytes that are not UTF-8 in the table, and
+        // that must not make every other line of it unreadable.
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
                 return find(&text, path).ok_or_else(|| {
                     Error::parse(&file, format!("no mount holds {}", path.display()))
                 });
