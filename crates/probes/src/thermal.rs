@@ -91,17 +91,23 @@ pub fn is_cpu_zone(kind: &str) -> bool {
 /// Reads a millidegree file (hwmon `tempN_input`, a zone's `temp`) as °C, refusing what is
 /// not a temperature (see [`check_celsius`]).
 pub fn read_celsius(path: &Path) -> Result<f64, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let celsius = parse_millidegrees(&text).map_err(|what| Error::parse(path, what))?;
+    // Bytes that are not UTF-8 are a bad reading (a parse error naming them), not a file
+    // that cannot be read: that would send the probe looking for its sensors every tick.
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let celsius = parse_millidegrees(&String::from_utf8_lossy(&bytes))
+        .map_err(|what| Error::parse(path, what))?;
     check_celsius(celsius).map_err(|why| Error::NotAvailable(format!("{}: {why}", path.display())))
 }
 
 /// Parses the content of a millidegree file: `"52000\n"` → 52.0 (°C).
 pub fn parse_millidegrees(text: &str) -> Result<f64, String> {
     let number = text.trim();
-    let millidegrees: f64 = number
-        .parse()
-        .map_err(|_| format!("not a temperature in millidegrees: {number:?}"))?;
+    let millidegrees: f64 = number.parse().map_err(|_| {
+        format!(
+            "not a temperature in millidegrees: {}",
+            crate::quoted(number)
+        )
+    })?;
     Ok(millidegrees / 1000.0)
 }
 
@@ -291,13 +297,7 @@ pub fn numbered_labels(dir: &Path, prefix: &str, suffix: &str) -> Vec<(u32, Stri
     let mut labels: Vec<(u32, String)> = entries
         .flatten()
         .filter_map(|entry| {
-            let file = entry.file_name();
-            let n = file
-                .to_str()?
-                .strip_prefix(prefix)?
-                .strip_suffix(suffix)?
-                .parse()
-                .ok()?;
+            let n = entry_number(entry.file_name().to_str()?, prefix, suffix)?;
             let label = std::fs::read_to_string(entry.path()).ok()?;
             Some((n, label.trim().to_owned()))
         })
@@ -350,15 +350,22 @@ pub fn numbered_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut numbered: Vec<(u32, PathBuf)> = entries
         .flatten()
         .filter_map(|entry| {
-            let n = entry
-                .file_name()
-                .to_str()?
-                .strip_prefix(prefix)?
-                .parse()
-                .ok()?;
+            let n = entry_number(entry.file_name().to_str()?, prefix, "")?;
             Some((n, entry.path()))
         })
         .collect();
     numbered.sort();
     numbered.into_iter().map(|(_, path)| path).collect()
+}
+
+/// N of a sysfs name `<prefix><N><suffix>` (`hwmon3`, `temp2_label`, `rail_name_0`), written
+/// the way the kernel writes it: decimal digits, no sign, no leading zero. So N names
+/// exactly this file back (`temp{N}_input` is its sibling), and `temp+1_label` or
+/// `temp01_label` are not mistaken for `temp1_label`.
+pub(crate) fn entry_number(name: &str, prefix: &str, suffix: &str) -> Option<u32> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
 }

@@ -470,3 +470,175 @@ fn a_host_without_sensors_is_searched_again_only_after_the_rescan_period() {
     let mut fresh = Thermal::new(tree.root());
     assert_eq!(fresh.read().unwrap(), 39.0, "a new search finds it");
 }
+
+/// A temp file holding bytes that are not UTF-8 was an I/O error, taken for a vanished
+/// sensor: the probe searched sysfs again every tick and said "stream did not contain
+/// valid UTF-8" without the bytes. It is a bad reading of a file that is there.
+#[test]
+fn a_temp_file_that_is_not_utf8_is_a_bad_reading_not_a_vanished_file() {
+    let tree = TempTree::new();
+    std::fs::write(tree.path("temp"), b"\xff52000\n").unwrap();
+    let err = read_celsius(&tree.path("temp")).unwrap_err();
+    assert!(matches!(err, Error::Parse { .. }), "{err:?}");
+    let text = message(err);
+    assert!(
+        text.contains("/temp")
+            && text.contains("not a temperature in millidegrees: \"\u{fffd}52000\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn sysfs_numbers_are_read_the_way_the_kernel_writes_them() {
+    for (name, prefix, suffix, want) in [
+        ("temp1_label", "temp", "_label", Some(1)),
+        ("temp0_label", "temp", "_label", Some(0)),
+        ("hwmon10", "hwmon", "", Some(10)),
+        ("rail_name_2", "rail_name_", "", Some(2)),
+        // Before: parsed as 1, a second "temp1" beside the real one.
+        ("temp+1_label", "temp", "_label", None),
+        ("temp01_label", "temp", "_label", None),
+        ("temp_label", "temp", "_label", None),
+        ("temp 1_label", "temp", "_label", None),
+        ("temp4294967296_label", "temp", "_label", None),
+        ("temp1_labelx", "temp", "_label", None),
+    ] {
+        assert_eq!(entry_number(name, prefix, suffix), want, "{name}");
+    }
+}
+
+// ---- Property tests: sysfs values and labels over any input ----------------------------
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
+        #[test]
+        fn no_text_makes_the_millidegree_parser_panic(text in any::<String>()) {
+            if let Err(e) = parse_millidegrees(&text) {
+                prop_assert!(e.starts_with("not a temperature in millidegrees: \""), "{e}");
+                prop_assert!(e.len() < 400, "{} bytes of error", e.len());
+            }
+        }
+
+        #[test]
+        fn an_integer_file_reads_as_its_millidegrees(
+            n in any::<i64>(),
+            pad in "[ \t]{0,2}",
+            end in prop::sample::select(&["", "\n", "\r\n", " \n"][..]),
+        ) {
+            let text = format!("{pad}{n}{end}");
+            prop_assert_eq!(parse_millidegrees(&text), Ok(n as f64 / 1000.0));
+        }
+
+        #[test]
+        fn a_bad_file_is_refused_naming_its_text(
+            n in any::<i32>(),
+            junk in "[a-zA-Z°\0\u{80}-\u{3000}]{1,3}",
+            long in "[0-9x]{0,5000}",
+        ) {
+            for text in [format!("{n}{junk}"), format!("{junk}{n}"), format!("{n} {junk}"), format!("{long}x")] {
+                let e = parse_millidegrees(&text).expect_err("not a number");
+                let head: String = text.trim().chars().take(20).collect();
+                let head = format!("{head:?}");
+                prop_assert!(e.contains(head.trim_end_matches('"')), "{e} lacks {head}");
+                prop_assert!(e.len() < 400, "{} bytes of error", e.len());
+            }
+        }
+
+        #[test]
+        fn only_finite_plausible_online_readings_pass(celsius in any::<f64>()) {
+            let plausible = celsius.is_finite() && celsius != -256.0 && (-60.0..=150.0).contains(&celsius);
+            match check_celsius(celsius) {
+                Ok(c) => prop_assert!(plausible && c == celsius, "{celsius} -> {c}"),
+                Err(e) => {
+                    prop_assert!(!plausible, "{celsius} refused: {e}");
+                    prop_assert!(!e.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn a_millidegree_file_in_range_passes_and_any_other_is_refused(n in -300_000i64..300_000) {
+            let got = parse_millidegrees(&format!("{n}\n")).and_then(check_celsius);
+            if (-60_000..=150_000).contains(&n) {
+                prop_assert_eq!(got, Ok(n as f64 / 1000.0));
+            } else {
+                prop_assert!(got.is_err(), "{n} m°C passed");
+            }
+        }
+
+        #[test]
+        fn a_sysfs_number_reads_back_as_the_number_written(
+            n in any::<u32>(),
+            (prefix, suffix) in prop::sample::select(&[
+                ("temp", "_label"), ("in", "_label"), ("hwmon", ""), ("thermal_zone", ""), ("rail_name_", ""),
+            ][..]),
+        ) {
+            prop_assert_eq!(entry_number(&format!("{prefix}{n}{suffix}"), prefix, suffix), Some(n));
+        }
+
+        #[test]
+        fn only_the_kernels_own_spelling_of_a_number_is_read(name in any::<String>(), suffix in "(_label)?") {
+            if let Some(n) = entry_number(&name, "temp", &suffix) {
+                prop_assert_eq!(format!("temp{n}{suffix}"), name);
+            }
+        }
+
+        #[test]
+        fn zone_names_never_panic_and_non_sensors_are_never_cpus(kind in any::<String>()) {
+            let _ = is_cpu_zone(&kind);
+            prop_assert!(!is_cpu_zone("PMIC-Die") && !is_cpu_zone("thermal-fan-est"));
+        }
+
+        #[test]
+        fn a_cpu_therm_name_in_any_case_is_a_cpu_zone(
+            middle in "[a-z0-9_-]{0,6}",
+            tail in "[a-z0-9_-]{0,6}",
+            upper in prop::collection::vec(any::<bool>(), 32),
+        ) {
+            let name: String = format!("cpu{middle}therm{tail}")
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            prop_assert!(is_cpu_zone(&name), "{name}");
+        }
+
+        #[test]
+        fn package_labels_pick_what_each_chip_means(
+            labels in prop::collection::vec(
+                (0u32..20, prop_oneof![
+                    "Package id [0-9]{1,2}".boxed(),
+                    "Core [0-9]{1,2}".boxed(),
+                    prop::sample::select(&["Tdie", "Tctl", "Tccd1", "", " Tdie"][..]).prop_map(str::to_owned).boxed(),
+                    any::<String>().boxed(),
+                ]),
+                0..10,
+            ),
+            chip in prop::sample::select(&["coretemp", "k10temp", "zenpower", "acpitz", ""][..]),
+        ) {
+            let got = package_labels(chip, &labels);
+            let first = |want: &str| labels.iter().find(|(_, l)| l == want).map(|(n, l)| (*n, l.as_str()));
+            match chip {
+                "coretemp" => {
+                    let want: Vec<(u32, &str)> = labels
+                        .iter()
+                        .filter(|(_, l)| l.starts_with("Package id"))
+                        .map(|(n, l)| (*n, l.as_str()))
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+                "k10temp" | "zenpower" => {
+                    let want: Vec<(u32, &str)> = first("Tdie").or_else(|| first("Tctl")).into_iter().collect();
+                    prop_assert_eq!(got, want);
+                }
+                _ => prop_assert!(got.is_empty()),
+            }
+        }
+    }
+}
