@@ -539,7 +539,7 @@ mod properties {
         fn a_bad_file_is_refused_naming_its_text(
             n in any::<i32>(),
             junk in "[a-zA-Z°\0\u{80}-\u{3000}]{1,3}",
-            long in "[0-9x]{0,5000}",
+            long in (0usize..20_000).prop_map(|n| "5".repeat(n)),
         ) {
             for text in [format!("{n}{junk}"), format!("{junk}{n}"), format!("{n} {junk}"), format!("{long}x")] {
                 let e = parse_millidegrees(&text).expect_err("not a number");
