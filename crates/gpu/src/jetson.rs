@@ -529,9 +529,11 @@ fn system_info(sysfs: &Path, rootfs: &Path) -> SystemInfo {
     let model = std::fs::read(sysfs.join("firmware/devicetree/base/model"))
         .ok()
         .and_then(|bytes| parse_model(&String::from_utf8_lossy(&bytes)));
-    let release = std::fs::read_to_string(rootfs.join("etc/nv_tegra_release"))
+    // Bytes, not a String: a stray non-UTF-8 byte elsewhere in the file must not hide the
+    // release line.
+    let release = std::fs::read(rootfs.join("etc/nv_tegra_release"))
         .ok()
-        .and_then(|text| parse_l4t_release(&text));
+        .and_then(|bytes| parse_l4t_release(&String::from_utf8_lossy(&bytes)));
     SystemInfo {
         driver_version: None,
         board_model: model,
@@ -541,12 +543,15 @@ fn system_info(sysfs: &Path, rootfs: &Path) -> SystemInfo {
 
 // ---- Reading -------------------------------------------------------------------------
 
+/// Reads and parses one sysfs value. Bytes that are not UTF-8 are a bad reading (a parse
+/// error that shows them), not a file that cannot be read: that would count as vanished
+/// and send discovery looking again on every sample.
 fn read_parsed<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<T, probes::Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| probes::Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| probes::Error::Io {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|what| probes::Error::Parse {
+    parse(&String::from_utf8_lossy(&bytes)).map_err(|what| probes::Error::Parse {
         path: path.to_owned(),
         what,
     })
@@ -589,13 +594,17 @@ fn read_dt_strings(path: &Path) -> Vec<String> {
 /// `load` counts per mille: `"523\n"` → 52.3 (%). jetson-stats: `float(load) / 10`.
 fn parse_load(text: &str) -> Result<f64, String> {
     let number = text.trim();
-    let per_mille: u32 = number
+    let out_of_range = || format!("load out of range (0-1000 per mille): {}", quoted(number));
+    let per_mille: u64 = number
         .parse()
-        .map_err(|_| format!("not a load in per mille: {number:?}"))?;
-    if per_mille > 1000 {
-        return Err(format!("load out of range (0-1000 per mille): {per_mille}"));
+        .map_err(|e: std::num::ParseIntError| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => out_of_range(),
+            _ => format!("not a load in per mille: {}", quoted(number)),
+        })?;
+    match u16::try_from(per_mille) {
+        Ok(n) if n <= 1000 => Ok(f64::from(n) / 10.0),
+        _ => Err(out_of_range()),
     }
-    Ok(f64::from(per_mille) / 10.0)
 }
 
 /// A GPU zone's content: `Ok(Some(°C))`, `Ok(None)` for Jetson's offline −256 °C, or why
@@ -621,7 +630,16 @@ fn parse_integer(text: &str) -> Result<f64, String> {
     number
         .parse::<i64>()
         .map(|n| n as f64)
-        .map_err(|_| format!("not an integer: {number:?}"))
+        .map_err(|_| format!("not an integer: {}", quoted(number)))
+}
+
+/// `text` quoted as `{:?}` does, cut after 64 characters (with its length) when longer: an
+/// error names the bad reading without echoing a page of it.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
 }
 
 /// INA3221 over hwmon: bus voltage (mV) times current (mA), in watts.

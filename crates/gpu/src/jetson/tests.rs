@@ -722,3 +722,239 @@ impl Drop for TempTree {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+// ---- Regressions found by the property tests below --------------------------------------
+
+/// A load file holding bytes that are not UTF-8 was an I/O error, taken for a vanished
+/// node: discovery ran again on every sample. It is a bad reading that shows its text.
+#[test]
+fn a_load_file_that_is_not_utf8_is_a_bad_reading_not_a_vanished_node() {
+    let tree = TempTree::new();
+    std::fs::write(tree.path("load"), b"5\xff3\n").unwrap();
+    let reading = read_parsed(&tree.path("load"), parse_load);
+    assert!(!vanished(&reading), "{reading:?}");
+    let err = reading.unwrap_err();
+    assert!(matches!(err, probes::Error::Parse { .. }), "{err:?}");
+    assert!(
+        describe(err).ends_with("/load: not a load in per mille: \"5\u{fffd}3\""),
+        "names the file and the text"
+    );
+}
+
+#[test]
+fn a_release_file_with_a_stray_byte_still_gives_the_release() {
+    let tree = TempTree::new();
+    tree.mkdir("etc");
+    std::fs::write(
+        tree.path("etc/nv_tegra_release"),
+        b"# R36 (release), REVISION: 4.3, GCID: 1\n# built by caf\xe9\n",
+    )
+    .unwrap();
+    let info = system_info(&tree.path("sys"), &tree.root);
+    assert_eq!(info.l4t_release.as_deref(), Some("36.4.3"));
+}
+
+#[test]
+fn a_load_past_every_integer_type_is_out_of_range_not_unreadable() {
+    for text in ["1001", "4294967296", "99999999999999999999999"] {
+        let err = parse_load(text).unwrap_err();
+        assert_eq!(
+            err,
+            format!("load out of range (0-1000 per mille): \"{text}\"")
+        );
+    }
+    let huge = "1".repeat(50_000);
+    let err = parse_load(&huge).unwrap_err();
+    assert!(err.ends_with("… (50000 bytes)") && err.len() < 200, "{err}");
+}
+
+// ---- Property tests: sysfs values, device-tree strings, nv_tegra_release ---------------
+
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+
+    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
+    /// found becomes a named unit test above.
+    fn config(cases: u32) -> Config {
+        let seed = std::env::var("PROPTEST_RNG_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(13);
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// The start of `text` as an error quotes it.
+    fn head(text: &str) -> String {
+        let head: String = text.trim().chars().take(20).collect();
+        format!("{head:?}").trim_end_matches('"').to_owned()
+    }
+
+    fn line_end() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(&["", "\n", "\r\n", " \n", "\0"][..])
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn no_text_makes_a_value_parser_panic(text in any::<String>()) {
+            for e in [parse_load(&text).err(), parse_integer(&text).err(), gpu_celsius(&text).err()]
+                .into_iter()
+                .flatten()
+            {
+                prop_assert!(e.len() < 400, "{} bytes of error", e.len());
+            }
+        }
+
+        #[test]
+        fn a_load_in_per_mille_reads_as_its_percentage(n in 0u32..=1000, end in line_end()) {
+            // A NUL is no line end the kernel writes: refused, not read.
+            let got = parse_load(&format!("{n}{end}"));
+            if end == "\0" {
+                prop_assert!(got.is_err());
+            } else {
+                prop_assert_eq!(got, Ok(f64::from(n) / 10.0));
+            }
+        }
+
+        #[test]
+        fn a_load_past_1000_or_not_a_count_is_refused_with_its_text(
+            over in 1001u64..,
+            bad in prop_oneof![
+                (1u64..).prop_map(|n| format!("-{n}")),
+                "[0-9]{1,3}\\.[0-9]{1,3}",
+                "[a-z%\u{80}-\u{3000}]{1,10}",
+                Just("NaN".to_owned()),
+            ],
+        ) {
+            let e = parse_load(&over.to_string()).expect_err("over 1000");
+            prop_assert!(e.starts_with("load out of range") && e.contains(&over.to_string()), "{e}");
+            let e = parse_load(&bad).expect_err("not a count");
+            prop_assert!(e.starts_with("not a load in per mille: ") && e.contains(&head(&bad)), "{e}");
+        }
+
+        #[test]
+        fn an_integer_reading_reads_as_itself(n in any::<i64>(), end in line_end()) {
+            let got = parse_integer(&format!(" {n}{end}"));
+            if end == "\0" {
+                prop_assert!(got.is_err());
+            } else {
+                prop_assert_eq!(got, Ok(n as f64));
+            }
+        }
+
+        #[test]
+        fn watts_from_any_two_readings_are_finite(mv in any::<i64>(), ma in any::<i64>(), mw in any::<i64>()) {
+            prop_assert!(watts_from_mv_ma(mv as f64, ma as f64).is_finite());
+            prop_assert!(watts_from_mw(mw as f64).is_finite());
+        }
+
+        #[test]
+        fn a_gpu_zone_reading_is_a_temperature_powered_off_or_refused(n in -400_000i64..400_000) {
+            match gpu_celsius(&format!("{n}\n")) {
+                Ok(Some(c)) => prop_assert!((-60_000..=150_000).contains(&n) && c == n as f64 / 1000.0),
+                Ok(None) => prop_assert_eq!(n, -256_000),
+                Err(e) => prop_assert!(!(-60_000..=150_000).contains(&n) && e.contains("implausible"), "{n}: {e}"),
+            }
+        }
+
+        #[test]
+        fn device_tree_strings_read_back_as_written(
+            strings in prop::collection::vec("[ -~\u{80}-\u{3000}]{1,40}", 0..6),
+            trailing_nul in any::<bool>(),
+        ) {
+            let strings: Vec<String> = strings
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let mut text = strings.join("\0");
+            if trailing_nul {
+                text.push('\0');
+            }
+            prop_assert_eq!(&parse_dt_strings(&text), &strings);
+            prop_assert_eq!(parse_model(&text), strings.first().cloned());
+        }
+
+        #[test]
+        fn no_device_tree_bytes_make_the_gpu_node_rules_panic(
+            name in any::<String>(),
+            compatible in any::<Vec<u8>>(),
+        ) {
+            let compatible = parse_dt_strings(&String::from_utf8_lossy(&compatible));
+            let chip = chip_name(&name, &compatible);
+            prop_assert!(TEGRA_GPUS.contains(&chip.as_str()) || chip == name, "{chip}");
+            if TEGRA_GPUS.contains(&name.as_str()) {
+                prop_assert!(is_tegra_gpu_node(&name, &compatible));
+            }
+            if !name.contains("gpu") && !TEGRA_GPUS.contains(&name.as_str()) {
+                prop_assert!(!is_tegra_gpu_node(&name, &compatible));
+            }
+        }
+
+        #[test]
+        fn an_nvidia_compatible_names_its_chip(
+            soc in prop::option::of("tegra[0-9]{3}"),
+            chip in prop::sample::select(&TEGRA_GPUS[..]),
+            before in prop::collection::vec("[a-z]{1,8},[a-z0-9-]{1,12}", 0..3),
+        ) {
+            let entry = match soc {
+                Some(soc) => format!("nvidia,{soc}-{chip}"),
+                None => format!("nvidia,{chip}"),
+            };
+            let mut compatible = before;
+            compatible.push(entry);
+            prop_assert!(is_tegra_gpu_node("gpu", &compatible));
+            prop_assert_eq!(chip_name("gpu", &compatible), chip);
+        }
+
+        #[test]
+        fn no_release_file_makes_the_parser_panic(text in any::<String>()) {
+            if let Some(release) = parse_l4t_release(&text) {
+                prop_assert!(release.bytes().all(|b| b.is_ascii_digit() || b == b'.'), "{release}");
+            }
+        }
+
+        #[test]
+        fn a_release_line_reads_back_as_its_version(
+            major in any::<u32>(),
+            revision in prop::collection::vec(0u16..1000, 1..4),
+            rest in "(, GCID: [0-9]{1,9})?(, BOARD: [a-z0-9]{1,9})?(, DATE: [A-Za-z0-9: ]{0,30})?",
+            before in prop::collection::vec("[ \t]{0,2}", 0..3),
+            crlf in any::<bool>(),
+        ) {
+            let revision: Vec<String> = revision.iter().map(u16::to_string).collect();
+            let revision = revision.join(".");
+            let end = if crlf { "\r\n" } else { "\n" };
+            let text = format!(
+                "{}# R{major} (release), REVISION: {revision}{rest}{end}# KERNEL_VARIANT: oot{end}",
+                before.join(end) + if before.is_empty() { "" } else { end },
+            );
+            prop_assert_eq!(parse_l4t_release(&text), Some(format!("{major}.{revision}")), "{:?}", text);
+        }
+
+        #[test]
+        fn rail_labels_match_in_any_case(
+            label in prop::sample::select(&["VDD_IN", "POM_5V_IN", "VDD_GPU", "VDD_GPU_SOC", "VDD_CPU_GPU_CV"][..]),
+            upper in prop::collection::vec(any::<bool>(), 16),
+            other in any::<String>(),
+        ) {
+            let mixed: String = label
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .collect();
+            prop_assert_eq!(rail_role(&mixed), rail_role(label));
+            prop_assert!(rail_role(label).is_some());
+            let _ = (rail_role(&other), is_rail_label(&other), is_gpu_zone(&other));
+        }
+    }
+}
