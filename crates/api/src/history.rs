@@ -46,6 +46,16 @@ pub(crate) fn parameter(query: Option<&str>, name: &str) -> Option<String> {
         .next_back()
 }
 
+/// `value` quoted as `{:?}` does, cut after its first 64 characters (with its length in
+/// bytes) when longer: a 400 names the offending value without echoing a huge one.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -71,8 +81,9 @@ fn decode(s: &str) -> String {
 fn parse_time(name: &str, value: &str, now_ms: i64) -> Result<i64, Refusal> {
     let refuse = || {
         format!(
-            "{name}={value:?} is not a time: use RFC 3339 (2026-12-01T10:00:00Z), Unix seconds, \
-             or negative seconds relative to now (-3600)"
+            "{name}={} is not a time: use RFC 3339 (2026-12-01T10:00:00Z), Unix seconds, \
+             or negative seconds relative to now (-3600)",
+            quoted(value)
         )
     };
     let ms = if let Ok(seconds) = value.trim().parse::<f64>() {
@@ -91,7 +102,8 @@ fn parse_time(name: &str, value: &str, now_ms: i64) -> Result<i64, Refusal> {
     };
     if !(EARLIEST_MS as f64..=LATEST_MS as f64).contains(&ms) {
         return Err(format!(
-            "{name}={value:?} is out of range: years 1 to 9999 only"
+            "{name}={} is out of range: years 1 to 9999 only",
+            quoted(value)
         ));
     }
     Ok(ms as i64)
@@ -123,7 +135,7 @@ pub(crate) fn parse(
                 .parse::<f64>()
                 .ok()
                 .filter(|s| !s.is_nan())
-                .ok_or_else(|| format!("step={v:?} is not a number of seconds"))?,
+                .ok_or_else(|| format!("step={} is not a number of seconds", quoted(v)))?,
         ),
         None => None,
     };
@@ -134,7 +146,8 @@ pub(crate) fn parse(
             for name in list.split(',').map(str::trim) {
                 let s = Series::from_name(name).ok_or_else(|| {
                     format!(
-                        "unknown metric {name:?} in metrics=: use cpu, ram, gpu, temperature, disk"
+                        "unknown metric {} in metrics=: use cpu, ram, gpu, temperature, disk",
+                        quoted(name)
                     )
                 })?;
                 if !series.contains(&s) {
@@ -148,8 +161,8 @@ pub(crate) fn parse(
     // it has no bucket RFC 3339 could name (years before 0000).
     if start_ms < 0 {
         return Err(format!(
-            "start={:?} is before 1970-01-01T00:00:00Z: no sample is older than that",
-            start.as_deref().unwrap_or_default()
+            "start={} is before 1970-01-01T00:00:00Z: no sample is older than that",
+            quoted(start.as_deref().unwrap_or_default())
         ));
     }
     if end_ms <= start_ms {
@@ -160,20 +173,22 @@ pub(crate) fn parse(
         ));
     }
     let live_ms = duration_ms(live).max(1);
+    // The step as sent: `{s}` of 1e300 would print three hundred digits.
+    let step_text = quoted(step.as_deref().unwrap_or_default());
     let step_ms = match step_seconds {
         Some(s) if s <= 0.0 => {
-            return Err(format!("step={s} must be more than 0 seconds"));
+            return Err(format!("step={step_text} must be more than 0 seconds"));
         }
         Some(s) => {
             let ms = (s * 1000.0).round();
             if ms < live_ms as f64 {
                 return Err(format!(
-                    "step={s} is below the live interval of {} s: no finer data exists",
+                    "step={step_text} is below the live interval of {} s: no finer data exists",
                     live.as_secs_f64()
                 ));
             }
             if ms > (LATEST_MS - EARLIEST_MS) as f64 {
-                return Err(format!("step={s} is longer than any range"));
+                return Err(format!("step={step_text} is longer than any range"));
             }
             ms as i64
         }

@@ -146,3 +146,219 @@ fn the_answer_has_one_entry_per_bucket_in_every_array() {
         })
     );
 }
+
+// ---- Regressions found by the property tests below --------------------------------------
+
+/// A step such as 1e300 is a finite number: the refusal printed it with `{}`, three hundred
+/// digits. A refusal now quotes what was sent, cut when it is long.
+#[test]
+fn a_refusal_quotes_the_value_sent_and_cuts_a_long_one() {
+    let e = q("step=1e300").unwrap_err();
+    assert_eq!(e, "step=\"1e300\" is longer than any range");
+    let long = "9".repeat(5_000);
+    let e = q(&format!("start={long}x")).unwrap_err();
+    assert!(e.starts_with("start=\"9999"), "{e}");
+    assert!(
+        e.contains("… (5001 bytes) is not a time") && e.len() < 300,
+        "{e}"
+    );
+}
+
+// ---- Property tests: the query string, times and steps ---------------------------------
+
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+    use time::UtcOffset;
+
+    use super::*;
+
+    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
+    /// found becomes a named unit test above.
+    fn config(cases: u32) -> Config {
+        let seed = std::env::var("PROPTEST_RNG_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(13);
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// Every byte but the unreserved ones percent-encoded, as a browser's URL encoder may.
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// Times any year 1970 to 9999 can name, with milliseconds or without.
+    fn time_ms() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            (0i64..LATEST_MS - 86_400_000).prop_map(|ms| ms / 1000 * 1000),
+            0i64..LATEST_MS - 86_400_000,
+            Just(0i64),
+            NOW - 86_400_000..NOW,
+        ]
+    }
+
+    /// What a client may put in a query string, valid or not.
+    fn junk() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[-+0-9.eE:TZtz ]{0,30}",
+            "(start|end|step|metrics|last_event_id|_)=[-+%0-9a-fA-F.:TZ,]{0,30}(&|;|=){0,2}",
+            prop::sample::select(
+                &[
+                    "NaN", "inf", "-inf", "1e308", "-1e308", "1e-400", "-0", "+5", ".", "%", "%zz",
+                    "%4"
+                ][..]
+            )
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn no_query_makes_the_parser_panic_and_an_answer_keeps_the_rules(
+            parts in prop::collection::vec(junk(), 0..6),
+            now in 0i64..LATEST_MS,
+            live_ms in 100u64..86_400_000,
+            persist_factor in 1u64..100,
+        ) {
+            let query = parts.join("&");
+            let live = Duration::from_millis(live_ms);
+            let persist = Duration::from_millis((live_ms * persist_factor).min(86_400_000).max(live_ms));
+            match parse(Some(&query), now, live, persist) {
+                Ok(got) => {
+                    prop_assert!(0 <= got.start_ms && got.start_ms < got.end_ms, "{got:?}");
+                    prop_assert!(got.step_ms >= live_ms as i64, "{got:?}");
+                    prop_assert!(Grid::count_for(got.start_ms, got.end_ms, got.step_ms) <= MAX_BUCKETS);
+                    prop_assert!(!got.series.is_empty());
+                }
+                Err(e) => {
+                    prop_assert!(!e.is_empty() && !e.contains('\n'), "{e:?}");
+                    prop_assert!(e.len() < 400, "{} bytes: {e}", e.len());
+                }
+            }
+        }
+
+        #[test]
+        fn a_percent_encoded_value_decodes_to_what_was_sent(value in any::<String>(), name in "[a-z_]{1,12}") {
+            let query = format!("_=1&{}={}&other=x", encode(&name), encode(&value));
+            prop_assert_eq!(parameter(Some(&query), &name), Some(value));
+        }
+
+        #[test]
+        fn the_last_of_repeated_parameters_counts(a in "[0-9]{1,5}", b in "[0-9]{1,5}") {
+            let query = format!("step={a}&x=1&step={b}");
+            prop_assert_eq!(parameter(Some(&query), "step"), Some(b));
+        }
+
+        #[test]
+        fn a_time_we_write_parses_back_to_the_same_millisecond(ms in time_ms()) {
+            let mut text = Vec::new();
+            write_timestamp(&mut text, ms);
+            let text = String::from_utf8(text).unwrap();
+            prop_assert_eq!(parse_time("start", &text, NOW), Ok(ms), "{}", text);
+        }
+
+        #[test]
+        fn an_rfc3339_time_with_any_offset_is_the_same_instant(
+            ms in 86_400_000i64..LATEST_MS - 86_400_000,
+            hours in -23i8..=23,
+            minutes in 0i8..60,
+        ) {
+            let minutes = if hours < 0 { -minutes } else { minutes };
+            let offset = UtcOffset::from_hms(hours, minutes, 0).unwrap();
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap()
+                .to_offset(offset);
+            let text = t.format(&Rfc3339).unwrap();
+            prop_assert_eq!(parse_time("end", &text, NOW), Ok(ms), "{}", text);
+            // The same, percent-encoded in a query (`+` as %2B or sent bare).
+            let got = parameter(Some(&format!("end={}", encode(&text))), "end");
+            prop_assert_eq!(got.as_deref(), Some(text.as_str()));
+        }
+
+        #[test]
+        fn unix_seconds_with_decimals_are_the_same_millisecond(ms in time_ms()) {
+            for text in [format!("{}.{:03}", ms / 1000, ms % 1000), format!("{}", ms as f64 / 1000.0)] {
+                prop_assert_eq!(parse_time("start", &text, NOW), Ok(ms), "{}", text);
+            }
+        }
+
+        #[test]
+        fn a_negative_number_is_seconds_before_now(back_ms in 0i64..NOW) {
+            let text = format!("-{}.{:03}", back_ms / 1000, back_ms % 1000);
+            prop_assert_eq!(parse_time("start", &text, NOW), Ok(NOW - back_ms), "{}", text);
+        }
+
+        #[test]
+        fn a_bad_time_is_refused_naming_the_parameter_and_its_value(
+            name in prop::sample::select(&["start", "end"][..]),
+            value in prop_oneof![
+                "[a-zA-Z \u{80}-\u{3000}]{1,40}",
+                Just("NaN".to_owned()),
+                Just("inf".to_owned()),
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+                (0usize..3000).prop_map(|n| format!("1{}x", "0".repeat(n))),
+            ],
+        ) {
+            let e = parse_time(name, &value, NOW).expect_err("not a time");
+            let head: String = value.chars().take(20).collect();
+            let head = format!("{name}={head:?}");
+            prop_assert!(e.starts_with(head.trim_end_matches('"')), "{e} lacks {head}");
+            prop_assert!(e.contains("is not a time"), "{e}");
+            prop_assert!(e.len() < 400, "{} bytes: {e}", e.len());
+        }
+
+        #[test]
+        fn a_step_is_refused_naming_what_was_sent(
+            step in prop_oneof![
+                "[a-z]{1,10}",
+                "-[0-9]{1,6}",
+                Just("0".to_owned()),
+                Just("1".to_owned()),
+                Just("1e300".to_owned()),
+                Just("inf".to_owned()),
+                Just("-inf".to_owned()),
+            ],
+        ) {
+            let e = q(&format!("step={}", encode(&step))).expect_err("a bad step");
+            prop_assert!(e.starts_with(&format!("step={step:?}")), "{e}");
+        }
+
+        #[test]
+        fn a_valid_step_gives_those_buckets(step_s in 5u32..=86_400, range_s in 1u32..86_400) {
+            let got = q(&format!("start=-{range_s}&step={step_s}")).unwrap();
+            prop_assert_eq!(got.step_ms, i64::from(step_s) * 1000);
+            prop_assert_eq!((got.start_ms, got.end_ms), (NOW - i64::from(range_s) * 1000, NOW));
+        }
+
+        #[test]
+        fn any_list_of_known_metrics_is_those_series_once_each(
+            names in prop::collection::vec(prop::sample::select(&["cpu", "ram", "gpu", "temperature", "disk", " cpu ", "disk "][..]), 1..8),
+        ) {
+            let got = q(&format!("metrics={}", encode(&names.join(",")))).unwrap();
+            let mut want: Vec<Series> = Vec::new();
+            for n in &names {
+                let s = Series::from_name(n.trim()).unwrap();
+                if !want.contains(&s) {
+                    want.push(s);
+                }
+            }
+            prop_assert_eq!(got.series, want);
+        }
+    }
+}
