@@ -83,7 +83,7 @@ impl Preferences {
         let mut p = Self::default();
         for line in lines {
             p.any_line = true;
-            for range in line.split(|b| *b == b',') {
+            for range in split_unquoted(line, b',') {
                 p.add(range);
             }
         }
@@ -98,7 +98,7 @@ impl Preferences {
     /// One media range: `type/subtype` and its parameters, read as bytes (a scrape sends
     /// five of them; nothing here allocates or validates UTF-8).
     fn add(&mut self, range: &[u8]) {
-        let mut parts = range.split(|b| *b == b';');
+        let mut parts = split_unquoted(range, b';');
         let media = trim(parts.next().unwrap_or_default());
         let Some(slash) = media.iter().position(|b| *b == b'/') else {
             return;
@@ -154,6 +154,31 @@ impl Preferences {
             _ => {}
         }
     }
+}
+
+/// The pieces of `bytes` between the `sep`s that are outside quoted strings: a parameter
+/// value may be a quoted string holding `,` or `;` (RFC 9110 §5.6.4; `\` escapes the next
+/// byte inside one). An unterminated quote runs to the end. Nothing is allocated.
+fn split_unquoted(bytes: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, &b) in s.iter().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if quoted && b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                quoted = !quoted;
+            } else if b == sep && !quoted {
+                rest = Some(&s[i + 1..]);
+                return Some(&s[..i]);
+            }
+        }
+        rest = None;
+        Some(s)
+    })
 }
 
 fn trim(b: &[u8]) -> &[u8] {

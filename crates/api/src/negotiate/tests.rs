@@ -144,3 +144,193 @@ fn the_prometheus_path_never_answers_json() {
         Format::OpenMetrics
     );
 }
+
+/// RFC 9110 allows a quoted parameter value to hold `,` and `;`. Split on every comma, the
+/// entry below lost its `q=0.1` into a second, broken entry, and the OpenMetrics it gave
+/// weight 0.1 won over the JSON at 0.5 with weight 1.
+#[test]
+fn a_comma_or_semicolon_inside_a_quoted_value_does_not_split_the_entry() {
+    let accept = "application/openmetrics-text;note=\"a, b; c\";q=0.1, application/json;q=0.5";
+    assert_eq!(for_metrics(&[accept]), Format::Json);
+    let escaped = "application/openmetrics-text;note=\"say \\\"hi, there\\\"\";q=0.1, */*;q=0.5";
+    assert_eq!(for_metrics(&[escaped]), Format::Json);
+    assert_eq!(
+        for_metrics(&["text/plain;version=\"0.0.4\";x=\",\""]),
+        Format::Text
+    );
+}
+
+// ---- Property tests: any `Accept` ------------------------------------------------------
+
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+
+    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
+    /// found becomes a named unit test above.
+    fn config(cases: u32) -> Config {
+        let seed = std::env::var("PROPTEST_RNG_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(13);
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// One media range as clients write them, with its parts to vary.
+    #[derive(Clone, Debug)]
+    struct Range {
+        media: &'static str,
+        version: Option<&'static str>,
+        q: Option<u16>,
+    }
+
+    impl Range {
+        fn write(&self, q_zero: bool, quoted_extra: bool) -> String {
+            let mut out = self.media.to_owned();
+            if quoted_extra {
+                out.push_str(";note=\"x, y; z\"");
+            }
+            if let Some(v) = self.version {
+                out.push_str(&format!(";version={v}"));
+            }
+            match (q_zero, self.q) {
+                (true, _) => out.push_str(";q=0"),
+                (false, Some(q)) => out.push_str(&format!(";q={}", qtext(q))),
+                (false, None) => {}
+            }
+            out
+        }
+    }
+
+    fn qtext(q: u16) -> String {
+        if q == 1000 {
+            "1".to_owned()
+        } else {
+            format!("0.{q:03}")
+        }
+    }
+
+    fn range() -> impl Strategy<Value = Range> {
+        (
+            prop::sample::select(
+                &[
+                    "application/json",
+                    "application/openmetrics-text",
+                    "text/plain",
+                    "*/*",
+                    "application/*",
+                    "text/*",
+                    "text/html",
+                    "image/webp",
+                ][..],
+            ),
+            prop::option::of(prop::sample::select(&["1.0.0", "0.0.1", "0.0.4"][..])),
+            prop::option::of(0u16..=1000),
+        )
+            .prop_map(|(media, version, q)| Range { media, version, q })
+    }
+
+    fn both(lines: &[String]) -> (Format, Format) {
+        let bytes = || lines.iter().map(|l| l.as_bytes());
+        (metrics(bytes()), prometheus(bytes()))
+    }
+
+    fn line(ranges: &[Range]) -> String {
+        ranges
+            .iter()
+            .map(|r| r.write(false, false))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn no_header_bytes_make_negotiation_panic(lines in prop::collection::vec(any::<Vec<u8>>(), 0..4)) {
+            let _ = metrics(lines.iter().map(Vec::as_slice));
+            prop_assert_ne!(prometheus(lines.iter().map(Vec::as_slice)), Format::Json);
+        }
+
+        #[test]
+        fn no_near_valid_header_makes_negotiation_panic(
+            line in "([a-z*]{0,12}/[a-z*+-]{0,16}(;[ ]?(q|version|x)=\"?[0-9.a-z\\\\\"]{0,6}\"?){0,3}[ ]?,?){0,6}",
+        ) {
+            let _ = metrics([line.as_bytes()]);
+            let _ = prometheus([line.as_bytes()]);
+        }
+
+        #[test]
+        fn the_order_of_entries_and_lines_does_not_matter(
+            ranges in prop::collection::vec(range(), 1..7),
+            shuffle in any::<prop::sample::Index>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let one = both(&[line(&ranges)]);
+            let mut turned = ranges.clone();
+            turned.rotate_left(shuffle.index(ranges.len()));
+            turned.reverse();
+            prop_assert_eq!(both(&[line(&turned)]), one);
+            let (a, b) = ranges.split_at(cut.index(ranges.len()));
+            prop_assert_eq!(both(&[line(a), line(b)]), one, "one Accept or two lines");
+        }
+
+        #[test]
+        fn case_and_spaces_do_not_matter(
+            ranges in prop::collection::vec(range(), 1..7),
+            upper in prop::collection::vec(any::<bool>(), 64),
+        ) {
+            let plain = line(&ranges);
+            let mut flips = upper.iter().cycle();
+            let changed: String = plain
+                .chars()
+                .map(|c| if *flips.next().unwrap_or(&false) { c.to_ascii_uppercase() } else { c })
+                .collect::<String>()
+                .replace(',', " , ")
+                .replace(';', " ;  ");
+            prop_assert_eq!(both(&[changed]), both(&[plain]));
+        }
+
+        #[test]
+        fn a_quoted_parameter_holding_separators_changes_nothing(ranges in prop::collection::vec(range(), 1..7)) {
+            let with: Vec<String> = ranges.iter().map(|r| r.write(false, true)).collect();
+            prop_assert_eq!(both(&[with.join(",")]), both(&[line(&ranges)]));
+        }
+
+        #[test]
+        fn a_client_that_refuses_everything_gets_the_defaults(ranges in prop::collection::vec(range(), 1..7)) {
+            let refused: Vec<String> = ranges.iter().map(|r| r.write(true, false)).collect();
+            prop_assert_eq!(both(&[refused.join(",")]), (Format::Json, Format::Text));
+        }
+
+        #[test]
+        fn a_prometheus_format_wins_only_with_a_strictly_higher_weight(
+            json_q in 0u16..=1000,
+            om_q in 0u16..=1000,
+        ) {
+            let accept = format!("application/json;q={},application/openmetrics-text;q={}", qtext(json_q), qtext(om_q));
+            let want = if om_q > json_q { Format::OpenMetrics } else { Format::Json };
+            prop_assert_eq!(metrics([accept.as_bytes()]), want, "{}", accept);
+        }
+
+        #[test]
+        fn every_weight_written_reads_back(q in 0u16..=1000) {
+            prop_assert_eq!(qvalue(qtext(q).as_bytes()), Some(q));
+            let trimmed = qtext(q).trim_end_matches('0').to_owned();
+            let trimmed = if trimmed.is_empty() { "0".to_owned() } else { trimmed };
+            prop_assert_eq!(qvalue(trimmed.as_bytes()), Some(q), "{}", trimmed);
+        }
+
+        #[test]
+        fn no_weight_is_above_one(v in any::<Vec<u8>>()) {
+            prop_assert!(qvalue(&v).is_none_or(|q| q <= 1000));
+        }
+    }
+}
