@@ -131,10 +131,12 @@ pub(crate) fn resume_point(
     };
     match given {
         None => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| format!("{from} {v:?} is not an event id (Unix milliseconds)")),
+        Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+            format!(
+                "{from} {} is not an event id (Unix milliseconds)",
+                crate::history::quoted(&v)
+            )
+        }),
     }
 }
 
@@ -258,3 +260,6 @@ impl Body for EventStream {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

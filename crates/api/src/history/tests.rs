@@ -147,7 +147,7 @@ fn the_answer_has_one_entry_per_bucket_in_every_array() {
     );
 }
 
-// ---- Regressions found by the property tests below --------------------------------------
+// ---- Defects fixed with the property tests below ---------------------------------------
 
 /// A step such as 1e300 is a finite number: the refusal printed it with `{}`, three hundred
 /// digits. A refusal now quotes what was sent, cut when it is long.

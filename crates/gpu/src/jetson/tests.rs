@@ -723,7 +723,7 @@ impl Drop for TempTree {
     }
 }
 
-// ---- Regressions found by the property tests below --------------------------------------
+// ---- Defects fixed with the property tests below ---------------------------------------
 
 /// A load file holding bytes that are not UTF-8 was an I/O error, taken for a vanished
 /// node: discovery ran again on every sample. It is a bad reading that shows its text.

@@ -366,7 +366,7 @@ mod properties {
     }
 }
 
-/// Found by `any_two_readings_give_a_percentage_in_range_or_say_why_not`: eight counters
+/// Caught by `any_two_readings_give_a_percentage_in_range_or_say_why_not`: eight counters
 /// that each fit in 64 bits summed past `u64::MAX`, a panic (an overflow) in the total.
 #[test]
 fn counters_summing_past_u64_max_still_give_a_percentage() {

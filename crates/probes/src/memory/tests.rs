@@ -202,7 +202,7 @@ mod properties {
     }
 }
 
-/// Found by `a_generated_meminfo_parses_to_the_bytes_generated`: on a kernel without
+/// Caught by `a_generated_meminfo_parses_to_the_bytes_generated`: on a kernel without
 /// MemAvailable, free + buffers + cached overflowed (a panic) when the counts are huge.
 #[test]
 fn a_huge_estimate_of_what_is_available_does_not_overflow() {
