@@ -88,7 +88,7 @@ impl fmt::Display for Password {
 /// A setting with a bad value: one line naming the variable, the value and what is expected.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Error {
-    #[error("{variable}={value:?}: expected {expected}")]
+    #[error("{variable}={}: expected {expected}", quoted(value))]
     Invalid {
         variable: &'static str,
         value: String,
@@ -126,6 +126,17 @@ impl Error {
             },
             other => other,
         }
+    }
+}
+
+/// `value` quoted as `{:?}` does, cut after its first 64 characters (with its length in
+/// bytes) when longer, so the one line stays a line. Shown after masking: a password cut
+/// in half could not be found to mask.
+fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
     }
 }
 
@@ -206,40 +217,79 @@ pub(crate) fn load(
     dotenv: &Path,
     process_env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Error> {
-    let mut map = HashMap::new();
-    let process_env: HashMap<String, String> = process_env.into_iter().collect();
+    let process_env = ours(process_env);
     let password = process_env.get("POSTGRES_PASSWORD").cloned();
-    read_dotenv(dotenv, &mut map).map_err(|e| e.masked(password.as_deref()))?;
+    let mut map = read_dotenv(dotenv).map_err(|e| e.masked(password.as_deref()))?;
     map.extend(process_env);
     from_map(map)
 }
 
-/// Adds the entries of the `.env` file at `path` to `map`; a missing file adds nothing.
-fn read_dotenv(path: &Path, map: &mut HashMap<String, String>) -> Result<(), Error> {
-    let entries = match dotenvy::from_path_iter(path) {
-        Ok(entries) => entries,
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(dotenv_error(path, e)),
-    };
-    for entry in entries {
-        match entry {
-            Ok((k, v)) => {
-                map.insert(k, v);
+/// Our variables among `entries`, under the names `SETTINGS` gives them (a name matches
+/// whatever its case, as it always has). Nothing else is kept: the process environment
+/// holds whatever the shell exports, and the raw layer reads a name such as
+/// `TOOL[4294967295]` as an array index to allocate and `METRICS_LISTEN.x` as a table
+/// that hides `METRICS_LISTEN`. When two spellings of one name are given, the exact one
+/// wins, else the greatest, so the outcome never depends on a map's order.
+fn ours(entries: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
+    let mut kept: HashMap<String, (String, String)> = HashMap::new();
+    for (key, value) in entries {
+        let Some((name, _, _)) = SETTINGS
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(&key))
+        else {
+            continue;
+        };
+        let rank = |k: &str| (k == *name, k.to_owned());
+        match kept.get(*name) {
+            Some((held, _)) if rank(held) > rank(&key) => {}
+            _ => {
+                kept.insert((*name).to_owned(), (key, value));
             }
-            Err(e) => return Err(dotenv_error(path, e)),
         }
     }
-    Ok(())
+    kept.into_iter().map(|(name, (_, v))| (name, v)).collect()
+}
+
+/// The settings in the `.env` file at `path`; a missing file has none.
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, Error> {
+    match std::fs::read(path) {
+        Ok(content) => parse_dotenv(&path.display().to_string(), &content),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(Error::DotEnv {
+            path: path.display().to_string(),
+            message: format!("cannot read it: {}", e.kind()),
+        }),
+    }
+}
+
+/// Our settings in the content of a `.env` file (`shown` names it in errors). Bytes that
+/// are not UTF-8 are refused naming their line, never read as something else.
+fn parse_dotenv(shown: &str, content: &[u8]) -> Result<HashMap<String, String>, Error> {
+    let text = std::str::from_utf8(content).map_err(|e| {
+        let valid = &content[..e.valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        Error::DotEnvLine {
+            path: shown.to_owned(),
+            line,
+            variable: variable_of(&String::from_utf8_lossy(&content[start..])),
+            message: "is not UTF-8",
+        }
+    })?;
+    let mut entries = Vec::new();
+    for entry in dotenvy::from_read_iter(text.as_bytes()) {
+        entries.push(entry.map_err(|e| dotenv_error(shown, text, e))?);
+    }
+    Ok(ours(entries))
 }
 
 /// What went wrong with `.env`, without its content: dotenvy's own message quotes the whole
 /// line, which may be `POSTGRES_PASSWORD=two words`.
-fn dotenv_error(path: &Path, e: dotenvy::Error) -> Error {
-    let shown = path.display().to_string();
+fn dotenv_error(shown: &str, content: &str, e: dotenvy::Error) -> Error {
+    let shown = shown.to_owned();
     match e {
         dotenvy::Error::LineParse(value, _) => {
-            let content = std::fs::read_to_string(path).unwrap_or_default();
-            let (line, text) = failing_line(&content, &value).unwrap_or((0, ""));
+            let (line, text) = failing_line(content, &value).unwrap_or((0, ""));
             Error::DotEnvLine {
                 path: shown,
                 line,
@@ -263,15 +313,18 @@ fn dotenv_error(path: &Path, e: dotenvy::Error) -> Error {
 }
 
 /// The line (1-based, and its text) where `.env` stops parsing: the first line holding
-/// the value dotenvy choked on whose file, cut after it, no longer parses.
+/// the start of what dotenvy choked on (a quote left open makes that several lines) where
+/// the file cut before it still parses and cut after it no longer does.
 fn failing_line<'a>(content: &'a str, value: &str) -> Option<(usize, &'a str)> {
     let lines: Vec<&str> = content.lines().collect();
+    let first = value.lines().next().unwrap_or(value).trim_end_matches('\r');
+    let parses = |end: usize| {
+        let prefix = lines[..end].join("\n");
+        dotenvy::from_read_iter(prefix.as_bytes()).all(|entry| entry.is_ok())
+    };
     (0..lines.len())
-        .filter(|&i| lines[i].contains(value))
-        .find(|&i| {
-            let prefix = lines[..=i].join("\n");
-            dotenvy::from_read_iter(prefix.as_bytes()).any(|entry| entry.is_err())
-        })
+        .filter(|&i| lines[i].contains(first))
+        .find(|&i| parses(i) && !parses(i + 1))
         .map(|i| (i + 1, lines[i]))
 }
 
@@ -290,6 +343,7 @@ fn variable_of(line: &str) -> Option<String> {
 
 /// Validates raw values. Tests call this with a map; the service with `load`.
 pub(crate) fn from_map(map: HashMap<String, String>) -> Result<Config, Error> {
+    let map = ours(map);
     let password = map.get("POSTGRES_PASSWORD").cloned();
     validate(map).map_err(|e| e.masked(password.as_deref()))
 }
