@@ -79,7 +79,7 @@ struct Options {
 }
 
 /// What a Prometheus 3.x server sends with its default settings.
-const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+pub(crate) const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 impl Options {
@@ -145,7 +145,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
 
 /// Walks `--flag value` and `--flag=value` arguments, handing each flag to `each` with a
 /// way to take its value. `Ok(false)` when `-h`/`--help` was given (`usage` printed).
-fn each_flag(
+pub(crate) fn each_flag(
     args: &[String],
     usage: &str,
     mut each: impl FnMut(&str, &mut dyn FnMut() -> anyhow::Result<String>) -> anyhow::Result<()>,
@@ -377,7 +377,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// The table is the command's output, meant to be redirected into a file or pasted into
 /// docs/BENCHMARKS.md; progress goes to stderr.
 #[allow(clippy::print_stdout)]
-fn print_report(report: &str) {
+pub(crate) fn print_report(report: &str) {
     print!("{report}");
 }
 
@@ -762,20 +762,20 @@ fn machine() -> String {
 // --- the servers -------------------------------------------------------------------------
 
 #[derive(Debug)]
-struct Server {
+pub(crate) struct Server {
     name: &'static str,
     child: Child,
     port: u16,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Polls `/metrics` until it answers 200; the time it took, in ms.
-    fn wait_ready(&mut self) -> anyhow::Result<u128> {
+    pub(crate) fn wait_ready(&mut self) -> anyhow::Result<u128> {
         let started = Instant::now();
         let mut last = String::from("no answer");
         while started.elapsed() < READY_WITHIN {
@@ -804,10 +804,10 @@ impl Server {
 
 /// The servers this command started; dropping it stops each by PID.
 #[derive(Debug, Default)]
-struct Servers(Vec<Server>);
+pub(crate) struct Servers(pub(crate) Vec<Server>);
 
 impl Servers {
-    fn start(
+    pub(crate) fn start(
         &mut self,
         name: &'static str,
         mut command: Command,
@@ -870,19 +870,19 @@ fn tail(log: &Path) -> String {
 }
 
 /// A loopback port nobody listens on now (the kernel's pick).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// One `GET` with `Connection: close`: the status and the body. Bounded by `timeout` per
 /// step and by 2 × `timeout` overall.
-fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(crate) fn http_get(port: u16, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
     http_get_with(port, path, &[], timeout)
 }
 
 /// `GET path` with these extra header lines (`Name: value`).
-fn http_get_with(
+pub(crate) fn http_get_with(
     port: u16,
     path: &str,
     headers: &[String],
@@ -924,7 +924,7 @@ fn http_get_with(
 
 // --- /proc -------------------------------------------------------------------------------
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -934,7 +934,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// utime + stime of the whole process (every thread, dead ones included), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Field 2 (comm) is in parentheses and may hold spaces: fields from 3 on follow ") ".
@@ -953,7 +953,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Nanoseconds on CPU of each live thread (`/proc/PID/task/TID/schedstat`, first field).
-fn sched_ns(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
+pub(crate) fn sched_ns(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
     let dir = format!("/proc/{pid}/task");
     let mut times = HashMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
@@ -1008,7 +1008,7 @@ fn by_thread(pid: u32, before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) ->
 }
 
 /// A numeric field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`).
-fn status_field(pid: u32, key: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_field(pid: u32, key: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
@@ -1021,7 +1021,7 @@ fn status_field(pid: u32, key: &str) -> anyhow::Result<u64> {
 }
 
 /// Where cargo puts build outputs (`CARGO_TARGET_DIR`, config or `<root>/target`).
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let output = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .stderr(Stdio::inherit())

@@ -6,6 +6,7 @@
 //! - `migrate`: apply `migrations/` to the database named by POSTGRES_*.
 //! - `docker`: build the container image (`--local-base` without a registry).
 //! - `bench`: measure the running service against a bare hyper server, same load, same run.
+//! - `soak`: run the release service for N minutes under load, watching it for growth.
 //!
 //! Every command that needs a tool it cannot find ends with one line saying what to install.
 
@@ -18,6 +19,7 @@ mod docker;
 mod migrate;
 mod pg;
 mod python;
+mod soak;
 mod test;
 #[cfg(test)]
 mod tidy;
@@ -33,16 +35,17 @@ fn main() -> ExitCode {
         "dev" => dev::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "soak" => soak::run(rest),
         "migrate" => migrate::run(rest),
         "docker" => docker::run(rest),
         "help" | "-h" | "--help" => {
             eprintln!(
-                "usage: cargo xtask <dev | test [--container] | migrate | docker [--local-base] | bench> [args]\n  dev      run the service locally (with a throwaway PostgreSQL)\n  test     run every test\n  migrate  apply migrations/ to the database named by POSTGRES_*\n  docker   build the container image\n  bench    benchmark the running service against a bare hyper server"
+                "usage: cargo xtask <dev | test [--container] | migrate | docker [--local-base] | bench | soak [--minutes N]> [args]\n  dev      run the service locally (with a throwaway PostgreSQL)\n  test     run every test\n  migrate  apply migrations/ to the database named by POSTGRES_*\n  docker   build the container image\n  bench    benchmark the running service against a bare hyper server\n  soak     run the service for N minutes under load and a restarting database, watched for leaks"
             );
             return ExitCode::SUCCESS;
         }
         other => Err(anyhow::anyhow!(
-            "unknown command {other:?}: try dev, test, migrate, docker or bench"
+            "unknown command {other:?}: try dev, test, migrate, docker, bench or soak"
         )),
     };
     match result {
