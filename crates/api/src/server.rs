@@ -4,9 +4,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use http_body_util::Either;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -80,6 +82,11 @@ pub async fn serve(
         .max_header_size(limits.max_header_bytes)
         // Lower than hyper's 400 KB: nothing we serve needs a large read buffer.
         .max_buf_size(limits.max_header_bytes.max(8192) * 2)
+        // A client that half-closes after its request (`shutdown(SHUT_WR)`, `nc -N`) still
+        // gets its answer: without this hyper reads the EOF while the answer is being made
+        // and drops the connection unanswered (found by the HTTP fuzzer). A client gone for
+        // good is still noticed: at the next read between requests, or when a write fails.
+        .half_close(true)
         .keep_alive(true);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Streams are woken by this task, not by the sampler's publish: the probe thread wakes
@@ -191,10 +198,23 @@ async fn serve_connection(
         .await;
         return;
     }
-    let service = service_fn(move |request| handle(state.clone(), request));
+    // Set once this connection answers with a stream: from then on its client's FIN ends it.
+    let streaming = Arc::new(AtomicBool::new(false));
+    let answered_with_stream = Arc::clone(&streaming);
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        let answered_with_stream = Arc::clone(&answered_with_stream);
+        async move {
+            let response = handle(state, request).await?;
+            if matches!(response.body(), Either::Right(_)) {
+                answered_with_stream.store(true, Ordering::Relaxed);
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
     let io = TokioIo::new(crate::direct::Prefixed::new(
         first,
-        WriteProgress::new(stream, limits.write_stall_timeout),
+        WriteProgress::new(stream, limits.write_stall_timeout, streaming),
     ));
     if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
         // Timeouts, resets and malformed requests: the client's problem, not ours.
@@ -231,22 +251,30 @@ pub fn connection_budget() -> usize {
     .unwrap_or(8192)
 }
 
-/// A connection's socket with a rule on writing: once a write cannot go through (the
+/// A connection's socket with rules on writing: once a write cannot go through (the
 /// client's window and our send buffer are full), the client has `limit` to take a byte
 /// before the write fails, which makes hyper close the connection. A write that moves
 /// any bytes starts the count again. Nothing is allocated unless a write has to wait.
+///
+/// And once the connection serves a stream (`streaming`), a write fails when the client
+/// has closed its side: hyper reads nothing while a body streams (half-closes are
+/// allowed), so without this a closed stream client would hold its slot until a write
+/// failed, two events later; with it, the next event frees the slot (SPEC §7: within one
+/// live interval), as on the direct path.
 struct WriteProgress<S> {
     inner: S,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    streaming: Arc<AtomicBool>,
 }
 
 impl<S> WriteProgress<S> {
-    fn new(inner: S, limit: Duration) -> Self {
+    fn new(inner: S, limit: Duration, streaming: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             limit,
             stalled: None,
+            streaming,
         }
     }
 
@@ -283,12 +311,42 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteProgress<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteProgress<S> {
+impl<S: PeerGone> WriteProgress<S> {
+    /// An error when this connection streams and its client has gone.
+    fn stream_client_gone(&self, cx: &mut Context<'_>) -> Option<io::Error> {
+        (self.streaming.load(Ordering::Relaxed) && self.inner.poll_gone(cx)).then(|| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream's client closed its side",
+            )
+        })
+    }
+}
+
+/// Whether the other end has closed its side (or reset), asked without taking a byte.
+trait PeerGone {
+    fn poll_gone(&self, cx: &mut Context<'_>) -> bool;
+}
+
+impl PeerGone for tokio::net::TcpStream {
+    fn poll_gone(&self, cx: &mut Context<'_>) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        // Pending (nothing sent) and a byte waiting are both "still there"; the wake-up a
+        // pending peek asks for goes to this connection's own task.
+        matches!(self.poll_peek(cx, &mut buf), Poll::Ready(Ok(0) | Err(_)))
+    }
+}
+
+impl<S: AsyncWrite + PeerGone + Unpin> AsyncWrite for WriteProgress<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(gone) = self.stream_client_gone(cx) {
+            return Poll::Ready(Err(gone));
+        }
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Ready(result) => self.moved(result),
             Poll::Pending => self.wait(cx),
@@ -300,6 +358,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteProgress<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(gone) = self.stream_client_gone(cx) {
+            return Poll::Ready(Err(gone));
+        }
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => self.moved(result),
             Poll::Pending => self.wait(cx),

@@ -9,6 +9,8 @@
 // Test support: a failed step is a failed test, with its reason.
 #![allow(clippy::unwrap_used)]
 
+pub mod fuzz;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod fuzz;
 mod hangs;
 mod history;
 mod hostile;
