@@ -18,6 +18,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // own (unshare), and a stand-in NVML library whose initialisation hangs is compiled (cc).
     ensure_tool("unshare", "util-linux")?;
     ensure_tool("cc", "gcc")?;
+    // The systemd unit's sandboxing is scored by `systemd-analyze security` (xtask's tidy
+    // test): the tool, not a running systemd.
+    ensure_tool("systemd-analyze", "systemd")?;
     // The Prometheus tests run a real server and promtool (both in Debian's prometheus),
     // an OpenMetrics parser and the OpenAPI fuzzer (Python packages, in a venv).
     ensure_tool("prometheus", "prometheus")?;

@@ -225,3 +225,48 @@ fn the_dockerfile_stubs_every_member_and_declared_bench() {
         }
     }
 }
+
+/// The systemd unit's sandboxing as `systemd-analyze security` scores it (0 is locked down,
+/// 10 fully exposed; node_exporter's example unit scores 9.2): at most 2.0. Offline, so it
+/// scores the file as written, on any machine with systemd's tools, systemd running or not.
+#[test]
+fn the_systemd_unit_scores_at_most_2_0_in_systemd_analyze_security() {
+    let unit = root().join("deploy/metrics-collector.service");
+    let output = match std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("systemd-analyze is needed: install it with `apt-get install systemd`")
+        }
+        Err(e) => panic!("running systemd-analyze: {e}"),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            let rest = l.split_once("Overall exposure level for ")?.1;
+            rest.split_once(": ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall exposure level in systemd-analyze's output ({}):\n{text}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let exposed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+    assert!(
+        score <= 2.0,
+        "{} scores {score} (at most 2.0 wanted); still exposed:\n{}",
+        unit.display(),
+        exposed.join("\n")
+    );
+}
