@@ -5,6 +5,13 @@
 //! check to say healthy, checks that `/metrics` reports the host's disk (not the
 //! container's overlay) and that rows arrive, then `docker stop`s it and checks exit code
 //! 0 and the last window flushed.
+//!
+//! Locked down as compose runs it: `--read-only --cap-drop ALL --security-opt
+//! no-new-privileges`. Checked from the host, as the kernel sees the container's PID 1
+//! (the image has no shell to ask from inside): no capability in any set (`CapEff`,
+//! `CapPrm`, `CapBnd` of `/proc/PID/status` all 0), `NoNewPrivs: 1`, and a write to its root
+//! filesystem (through `/proc/PID/root`) fails with "read-only file system", while
+//! `/metrics` and `/health` answer 200.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -128,6 +135,12 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         "host",
         "-v",
         "/:/host:ro",
+        // As compose runs it (deploy/docker-compose.yml): nothing writable, no capability.
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
     ];
     run.extend(["--health-interval", "1s", "--health-start-period", "2s"]);
     for e in &env {
@@ -152,6 +165,8 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         "xtask: container healthy {:.1} s after docker run",
         ran.elapsed().as_secs_f64()
     );
+
+    locked_down(listen)?;
 
     // The host's disk, not the container's overlay.
     let body = http_get(listen, "/metrics")?;
@@ -244,6 +259,56 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         "xtask: container smoke test passed in {:.0} s, image build included (image {:.1} MB, last window flushed, exit 0 on docker stop)",
         started.elapsed().as_secs_f64(),
         size.parse::<f64>().unwrap_or(0.0) / 1e6
+    );
+    Ok(())
+}
+
+/// The running container serves `/metrics` and `/health` with no capability, no way to gain
+/// one, and a root filesystem it cannot write.
+fn locked_down(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    for path in ["/metrics", "/health"] {
+        let response = http_get(listen, path)?;
+        if !response.starts_with("HTTP/1.1 200") {
+            bail!(
+                "GET {path} under --read-only --cap-drop ALL: {:?}",
+                response.lines().next()
+            );
+        }
+    }
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", NAME])?;
+    let status_path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&status_path)
+        .with_context(|| format!("reading the container's {status_path}"))?;
+    let field = |key: &str| -> anyhow::Result<&str> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+            .with_context(|| format!("{status_path}: no {key}"))
+    };
+    for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        let mask = field(set)?;
+        if !mask.trim_start_matches('0').is_empty() {
+            bail!("the container's PID 1 has capabilities: {set} {mask}");
+        }
+    }
+    if field("NoNewPrivs")? != "1" {
+        bail!("the container's PID 1 runs without no_new_privs");
+    }
+    // A write to its root filesystem, from the host, through the container's own mounts:
+    // the kernel refuses it (EROFS), whoever asks.
+    let probe = format!("/proc/{pid}/root/written-by-the-smoke-test");
+    match std::fs::write(&probe, b"x") {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) => {}
+        Err(e) => bail!("writing {probe}: expected \"read-only file system\", got: {e}"),
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            bail!("{probe} was written: the container's root filesystem is writable");
+        }
+    }
+    eprintln!(
+        "xtask: container runs read-only with no capabilities (CapEff/CapPrm/CapBnd 0, \
+         NoNewPrivs 1, a write to / fails with EROFS) and serves /metrics and /health"
     );
     Ok(())
 }
