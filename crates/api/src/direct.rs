@@ -148,6 +148,10 @@ pub(crate) async fn serve(
             return;
         }
         tokio::select! {
+            // Frames ready go out before a close is noticed: a client that half-closed
+            // right after asking still gets the retry line and the latest sample (SPEC §7:
+            // they leave at once), not a bare head (found by the HTTP fuzzer).
+            biased;
             more = next_frames(&mut body, &mut out) => ended = !more,
             closed = client_left(&socket) => if closed { return },
         }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -199,7 +199,7 @@ async fn serve_connection(
         return;
     }
     // Set once this connection answers with a stream: from then on its client's FIN ends it.
-    let streaming = Arc::new(AtomicBool::new(false));
+    let streaming = Arc::new(AtomicU8::new(NOT_STREAMING));
     let answered_with_stream = Arc::clone(&streaming);
     let service = service_fn(move |request| {
         let state = state.clone();
@@ -207,7 +207,7 @@ async fn serve_connection(
         async move {
             let response = handle(state, request).await?;
             if matches!(response.body(), Either::Right(_)) {
-                answered_with_stream.store(true, Ordering::Relaxed);
+                answered_with_stream.store(STREAM_ANSWERED, Ordering::Relaxed);
             }
             Ok::<_, std::convert::Infallible>(response)
         }
@@ -256,20 +256,29 @@ pub fn connection_budget() -> usize {
 /// before the write fails, which makes hyper close the connection. A write that moves
 /// any bytes starts the count again. Nothing is allocated unless a write has to wait.
 ///
-/// And once the connection serves a stream (`streaming`), a write fails when the client
-/// has closed its side: hyper reads nothing while a body streams (half-closes are
-/// allowed), so without this a closed stream client would hold its slot until a write
-/// failed, two events later; with it, the next event frees the slot (SPEC §7: within one
-/// live interval), as on the direct path.
+/// And once the connection serves a stream (`streaming`), a write after its first one
+/// fails when the client has closed its side: hyper reads nothing while a body streams
+/// (half-closes are allowed), so without this a closed stream client would hold its slot
+/// until a write failed, two events later; with it, the next event frees the slot (SPEC
+/// §7: within one live interval), as on the direct path. The first write (the head and the
+/// first events) goes out whatever: a client that half-closed right after asking still
+/// gets them, as on the direct path.
 struct WriteProgress<S> {
     inner: S,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
-    streaming: Arc<AtomicBool>,
+    streaming: Arc<AtomicU8>,
 }
 
+/// [`WriteProgress::streaming`]: no stream answered on this connection yet.
+const NOT_STREAMING: u8 = 0;
+/// A stream was answered; its first write has not gone out.
+const STREAM_ANSWERED: u8 = 1;
+/// A stream's first write has gone out.
+const STREAM_STARTED: u8 = 2;
+
 impl<S> WriteProgress<S> {
-    fn new(inner: S, limit: Duration, streaming: Arc<AtomicBool>) -> Self {
+    fn new(inner: S, limit: Duration, streaming: Arc<AtomicU8>) -> Self {
         Self {
             inner,
             limit,
@@ -312,14 +321,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteProgress<S> {
 }
 
 impl<S: PeerGone> WriteProgress<S> {
-    /// An error when this connection streams and its client has gone.
+    /// An error when this connection streams, its first write is out, and its client has
+    /// gone.
     fn stream_client_gone(&self, cx: &mut Context<'_>) -> Option<io::Error> {
-        (self.streaming.load(Ordering::Relaxed) && self.inner.poll_gone(cx)).then(|| {
-            io::Error::new(
+        match self.streaming.load(Ordering::Relaxed) {
+            STREAM_ANSWERED => {
+                self.streaming.store(STREAM_STARTED, Ordering::Relaxed);
+                None
+            }
+            STREAM_STARTED if self.inner.poll_gone(cx) => Some(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the stream's client closed its side",
-            )
-        })
+            )),
+            _ => None,
+        }
     }
 }
 

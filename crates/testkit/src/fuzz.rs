@@ -1361,7 +1361,18 @@ fn parse_answer(buf: &[u8], method: &str, eof: bool) -> Parsed {
     let (body, end): (&[u8], usize) = if body_less {
         (&[], start)
     } else if stream {
-        // Endless by design: its head is the answer.
+        // Endless by design: its head and its first bytes are the answer (SPEC §7: the
+        // retry line leaves at once).
+        if find(&buf[start..], b"retry: 5000\n\n").is_none() {
+            return if eof {
+                bad(format!(
+                    "a stream that ended before its retry line: {}",
+                    escape(&buf[start..], 200)
+                ))
+            } else {
+                Parsed::NeedMore
+            };
+        }
         return Parsed::Done(
             Answer {
                 status,

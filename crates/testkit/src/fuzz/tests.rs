@@ -83,8 +83,19 @@ fn whole_answers_parse_with_their_framing() {
     assert_eq!(parse(close, "GET", true), ok(200, close.len()));
     let stream =
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-    assert!(matches!(
+    assert_eq!(
         parse(stream, "GET", false),
+        Parsed::NeedMore,
+        "waits for the retry line"
+    );
+    assert!(matches!(parse(stream, "GET", true), Parsed::Malformed(_)));
+    assert!(
+        matches!(parse(stream, "HEAD", true), Parsed::Done(_, _)),
+        "HEAD: no body"
+    );
+    let started = [&stream[..], b"d\r\nretry: 5000\n\n\r\n"].concat();
+    assert!(matches!(
+        parse(&started, "GET", false),
         Parsed::Done(Answer { stream: true, .. }, _)
     ));
     let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n";
