@@ -19,6 +19,9 @@
 //! `cargo xtask bench stream` (`bench/stream.rs`) measures `/metrics/stream` fan-out instead:
 //! CPU per delivered sample, latency and RSS per subscriber beside a bare-socket floor.
 //!
+//! `cargo xtask bench fuzz` (`bench/fuzz.rs`) plays the HTTP fuzzer's cases against a release
+//! build instead: cases per second, the answers, problems, and `/metrics` latency meanwhile.
+//!
 //! Both servers are stopped by PID at the end, also on error (a guard's `Drop`). Every wait
 //! is bounded in time. Raw `wrk` outputs and server logs stay in `<target>/bench/<time>/`.
 
@@ -35,6 +38,7 @@ use anyhow::{Context, bail};
 
 use crate::util::{self, cargo};
 
+mod fuzz;
 mod hang;
 mod stream;
 
@@ -50,7 +54,9 @@ const USAGE: &str =
   --scrape        every request sends Prometheus' Accept; the baseline serves our OpenMetrics
                   body, fixed
        cargo xtask bench stream [--subscribers N,N] [--samples N] [--interval S]
-                  stream fan-out instead (see `cargo xtask bench stream --help`)";
+                  stream fan-out instead (see `cargo xtask bench stream --help`)
+       cargo xtask bench fuzz [--cases N] [--seed S] [--workers N]
+                  the HTTP fuzzer's cases against a release build (see `--help`)";
 
 /// How long a server may take to answer its first 200.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -174,6 +180,9 @@ pub(crate) fn each_flag(
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("stream") {
         return stream::run(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("fuzz") {
+        return fuzz::run(&args[1..]);
     }
     let Some(options) = parse_args(args)? else {
         return Ok(());
