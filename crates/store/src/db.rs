@@ -110,54 +110,59 @@ pub async fn migrate_database(config: &Config) -> Result<(), Error> {
     result
 }
 
-/// Writes the windows' rows to the five tables in one statement (one round trip), skipping
-/// rows already there. Returns how many rows were inserted.
-pub(crate) async fn insert<'a>(
-    client: &ClientWrapper,
-    host: &str,
-    windows: impl ExactSizeIterator<Item = &'a Window>,
-) -> Result<u64, Error> {
-    let n = windows.len();
-    let column = || Vec::<Option<f64>>::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    // Mean, min and max of cpu, ram, gpu and temperature, in that order.
-    let mut values: [Vec<Option<f64>>; 12] = std::array::from_fn(|_| column());
-    let (mut used, mut free, mut percent) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for w in windows {
-        at.push(w.at);
-        for (k, stat) in [w.cpu, w.ram, w.gpu, w.temperature].iter().enumerate() {
-            values[3 * k].push(stat.map(|s| s.value()));
-            values[3 * k + 1].push(stat.and_then(|s| s.min));
-            values[3 * k + 2].push(stat.and_then(|s| s.max));
+/// The rows of some windows, as the one INSERT statement's array parameters: built from
+/// the queue, then written without borrowing it (windows keep arriving meanwhile).
+pub(crate) struct Batch {
+    host: String,
+    at: Vec<SystemTime>,
+    /// Mean, min and max of cpu, ram, gpu and temperature, in that order.
+    values: [Vec<Option<f64>>; 12],
+    used: Vec<Option<i64>>,
+    free: Vec<Option<i64>>,
+    percent: Vec<Option<f64>>,
+    /// Rows the windows hold.
+    pub(crate) rows: u64,
+}
+
+impl Batch {
+    pub(crate) fn new<'a>(host: &str, windows: impl ExactSizeIterator<Item = &'a Window>) -> Self {
+        let n = windows.len();
+        let mut b = Self {
+            host: host.to_owned(),
+            at: Vec::with_capacity(n),
+            values: std::array::from_fn(|_| Vec::with_capacity(n)),
+            used: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+            percent: Vec::with_capacity(n),
+            rows: 0,
+        };
+        for w in windows {
+            b.rows += w.rows();
+            b.at.push(w.at);
+            for (k, stat) in [w.cpu, w.ram, w.gpu, w.temperature].iter().enumerate() {
+                b.values[3 * k].push(stat.map(|s| s.value()));
+                b.values[3 * k + 1].push(stat.and_then(|s| s.min));
+                b.values[3 * k + 2].push(stat.and_then(|s| s.max));
+            }
+            let bytes = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            b.used.push(w.disk.map(|d| bytes(d.used_bytes)));
+            b.free.push(w.disk.map(|d| bytes(d.free_bytes)));
+            b.percent.push(w.disk.map(|d| d.percent));
         }
-        used.push(
-            w.disk
-                .map(|d| i64::try_from(d.used_bytes).unwrap_or(i64::MAX)),
-        );
-        free.push(
-            w.disk
-                .map(|d| i64::try_from(d.free_bytes).unwrap_or(i64::MAX)),
-        );
-        percent.push(w.disk.map(|d| d.percent));
+        b
     }
-    let statement = client.prepare_cached(INSERT).await?;
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&host, &at];
-    params.extend(
-        values
-            .iter()
-            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
-    );
-    params.extend([
-        &used as &(dyn tokio_postgres::types::ToSql + Sync),
-        &free,
-        &percent,
-    ]);
-    let row = client.query_one(&statement, &params).await?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+
+    /// Writes the rows to the five tables in one statement (one round trip), skipping rows
+    /// already there. Returns how many rows were inserted.
+    pub(crate) async fn write(&self, client: &ClientWrapper) -> Result<u64, Error> {
+        type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+        let statement = client.prepare_cached(INSERT).await?;
+        let mut params: Vec<Param<'_>> = vec![&self.host, &self.at];
+        params.extend(self.values.iter().map(|v| v as Param<'_>));
+        params.extend([&self.used as Param<'_>, &self.free, &self.percent]);
+        let row = client.query_one(&statement, &params).await?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
 }
 
 const INSERT: &str = "

@@ -15,8 +15,19 @@ use crate::{Config, Error, Queue, db};
 /// Windows per INSERT statement: a 7-day backlog (20,160 windows) is five round trips.
 const BATCH: usize = 5_000;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Back-off between failed attempts: short at first (a lost connection is often one
+/// restart), never long enough that a database back for 5 s is still unused.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A statement with no reply for this long (a hung server, a network that drops every
+/// packet) is given up and its connection dropped: the server's own `statement_timeout`
+/// (15 s) has passed by then, so only a server or path that is gone is this slow.
+const STATEMENT_BOUND: Duration = Duration::from_secs(20);
+/// Migrations may rewrite tables; they get longer.
+const MIGRATION_BOUND: Duration = Duration::from_secs(120);
+/// A write waiting this long makes `/health` say the database is unreachable, with what
+/// it waits for, while the write goes on waiting.
+const STALLED_AFTER: Duration = Duration::from_secs(3);
 
 /// The engine's side: hands closed windows over without ever waiting.
 #[derive(Clone, Debug)]
@@ -47,7 +58,7 @@ pub fn spawn(
     // Room for bursts; the writer drains it into its own bounded queue at once.
     let (tx, rx) = mpsc::channel(256);
     let (status_tx, status_rx) = watch::channel(WriterStatus::default());
-    let task = tokio::spawn(Writer::new(config, pool, status_tx).run(rx));
+    let task = tokio::spawn(Writer::new(config, pool, status_tx, rx).run());
     Ok((Handle { tx }, status_rx, task))
 }
 
@@ -57,12 +68,19 @@ struct Writer {
     /// Held between writes, so a steady state costs one round trip per window (the pool's
     /// verification query runs only when a connection is taken anew); dropped on error.
     client: Option<deadpool_postgres::Object>,
+    /// Where the engine's windows arrive; `None` once every [`Handle`] is gone.
+    inbox: Option<mpsc::Receiver<Window>>,
     queue: Queue,
-    status: watch::Sender<WriterStatus>,
+    report: Report,
     migrated: bool,
     next_retention: Instant,
     backoff: Backoff,
     next_attempt: Instant,
+}
+
+/// What the writer tells `/health`, and the counts behind it.
+struct Report {
+    status: watch::Sender<WriterStatus>,
     state: WriterState,
     last_error: Option<String>,
     written: u64,
@@ -71,24 +89,109 @@ struct Writer {
     lost_outage: bool,
 }
 
+impl Report {
+    fn publish(&self, queue: &Queue) {
+        self.status.send_replace(WriterStatus {
+            state: self.state,
+            pending_windows: queue.len() as u64,
+            pending_rows: queue.rows(),
+            dropped_windows: queue.dropped(),
+            written_windows: self.written,
+            duplicate_rows: self.duplicates,
+            last_error: self.last_error.clone(),
+        });
+    }
+
+    /// A statement has had no reply for `waited`: the database is not usable now, whatever
+    /// the connection's state says, and rows are piling up.
+    fn publish_stalled(&self, queue: &Queue, what: &str, waited: Duration) {
+        self.status.send_replace(WriterStatus {
+            state: WriterState::Unreachable,
+            pending_windows: queue.len() as u64,
+            pending_rows: queue.rows(),
+            dropped_windows: queue.dropped(),
+            written_windows: self.written,
+            duplicate_rows: self.duplicates,
+            last_error: Some(format!(
+                "no reply from the database for {} s ({what})",
+                waited.as_secs()
+            )),
+        });
+    }
+}
+
+/// Awaits `op` (bounded by `bound`) while windows keep arriving into `queue`, and says so
+/// in `/health` when the database keeps it waiting past [`STALLED_AFTER`]. An `op` past
+/// its bound is an error: its connection is dropped with the caller's frame.
+async fn meanwhile<T>(
+    what: &'static str,
+    bound: Duration,
+    op: impl Future<Output = Result<T, Error>>,
+    inbox: &mut Option<mpsc::Receiver<Window>>,
+    queue: &mut Queue,
+    report: &Report,
+) -> Result<T, Error> {
+    let started = Instant::now();
+    let op = tokio::time::timeout(bound, op);
+    tokio::pin!(op);
+    let mut stalled = false;
+    let mut next_report = started + STALLED_AFTER;
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut op => return done.unwrap_or(Err(Error::Timeout(what))),
+            received = recv(inbox) => {
+                match received {
+                    Some(w) => queue.push(w),
+                    None => *inbox = None,
+                }
+                if stalled {
+                    report.publish_stalled(queue, what, started.elapsed());
+                }
+            }
+            () = sleep_until(next_report) => {
+                stalled = true;
+                report.publish_stalled(queue, what, started.elapsed());
+                next_report += Duration::from_secs(1);
+            }
+        }
+    }
+}
+
+/// The next window, or `None` once the inbox is closed; pending forever once it is gone.
+async fn recv(inbox: &mut Option<mpsc::Receiver<Window>>) -> Option<Window> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Writer {
-    fn new(config: Config, pool: Pool, status: watch::Sender<WriterStatus>) -> Self {
+    fn new(
+        config: Config,
+        pool: Pool,
+        status: watch::Sender<WriterStatus>,
+        inbox: mpsc::Receiver<Window>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             queue: Queue::new(config.queue_capacity()),
             config,
             pool,
             client: None,
-            status,
+            inbox: Some(inbox),
+            report: Report {
+                status,
+                state: WriterState::Connecting,
+                last_error: None,
+                written: 0,
+                duplicates: 0,
+                lost_outage: false,
+            },
             migrated: false,
             next_retention: now,
             backoff: Backoff::new(),
             next_attempt: now,
-            state: WriterState::Connecting,
-            last_error: None,
-            written: 0,
-            duplicates: 0,
-            lost_outage: false,
         }
     }
 
@@ -96,8 +199,8 @@ impl Writer {
         !self.migrated || !self.queue.is_empty() || now >= self.next_retention
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Window>) {
-        loop {
+    async fn run(mut self) {
+        while self.inbox.is_some() {
             let now = Instant::now();
             let wake = if self.has_work(now) {
                 self.next_attempt
@@ -105,13 +208,13 @@ impl Writer {
                 self.next_retention
             };
             tokio::select! {
-                received = rx.recv() => match received {
+                received = recv(&mut self.inbox) => match received {
                     Some(w) => self.queue.push(w),
-                    None => break,
+                    None => self.inbox = None,
                 },
                 () = sleep_until(wake) => {}
             }
-            while let Ok(w) = rx.try_recv() {
+            while let Some(w) = self.inbox.as_mut().and_then(|rx| rx.try_recv().ok()) {
                 self.queue.push(w);
             }
             let now = Instant::now();
@@ -127,15 +230,16 @@ impl Writer {
     async fn attempt(&mut self) {
         match self.work().await {
             Ok(()) => {
-                if self.lost_outage {
+                let r = &mut self.report;
+                if r.lost_outage {
                     tracing::info!(
-                        written = self.written,
+                        written = r.written,
                         "database reachable again; backlog written"
                     );
                 }
-                self.state = WriterState::Connected;
-                self.last_error = None;
-                self.lost_outage = false;
+                r.state = WriterState::Connected;
+                r.last_error = None;
+                r.lost_outage = false;
                 self.backoff.reset();
                 self.next_attempt = Instant::now();
             }
@@ -143,35 +247,44 @@ impl Writer {
                 // A server's message may quote what it was given; the password is never
                 // shown, whatever it was given.
                 let summary = e.summary_masked(self.config.password.as_deref());
-                if !self.lost_outage {
+                let r = &mut self.report;
+                if !r.lost_outage {
                     if e.is_server_restart() {
                         tracing::info!(error = %summary, "database restarting; windows wait in memory");
                     } else {
                         tracing::warn!(error = %summary, "database unreachable; windows wait in memory");
                     }
-                    self.lost_outage = true;
+                    r.lost_outage = true;
                 }
-                self.state = WriterState::Unreachable;
-                self.last_error = Some(summary);
+                r.state = WriterState::Unreachable;
+                r.last_error = Some(summary);
                 self.next_attempt = Instant::now() + self.backoff.next_delay();
             }
         }
     }
 
     async fn work(&mut self) -> Result<(), Error> {
+        let (inbox, queue, report) = (&mut self.inbox, &mut self.queue, &mut self.report);
         let mut client = match self.client.take() {
             Some(c) => c,
-            None => self.pool.get().await?,
+            None => {
+                let get = async { Ok(self.pool.get().await?) };
+                meanwhile("connecting", STATEMENT_BOUND, get, inbox, queue, report).await?
+            }
         };
         // On any error below, `client` is dropped with this frame: the next attempt takes a
         // fresh, verified connection from the pool.
         if !self.migrated {
-            db::migrate(&mut client).await?;
+            let migrate = db::migrate(&mut client);
+            meanwhile("migrating", MIGRATION_BOUND, migrate, inbox, queue, report).await?;
             self.migrated = true;
         }
         if Instant::now() >= self.next_retention {
             let cutoff = SystemTime::now() - self.config.retention;
-            let deleted = db::delete_older_than(&client, &self.config.metrics_host, cutoff).await?;
+            let host = &self.config.metrics_host;
+            let delete = db::delete_older_than(&client, host, cutoff);
+            let deleted =
+                meanwhile("retention", STATEMENT_BOUND, delete, inbox, queue, report).await?;
             if deleted > 0 {
                 tracing::info!(
                     deleted,
@@ -180,23 +293,35 @@ impl Writer {
             }
             self.next_retention = Instant::now() + RETENTION_EVERY.min(self.config.retention);
         }
-        while !self.queue.is_empty() {
-            let n = self.queue.len().min(BATCH);
-            let rows: u64 = self.queue.front(n).map(Window::rows).sum();
-            let inserted =
-                db::insert(&client, &self.config.metrics_host, self.queue.front(n)).await?;
-            if inserted < rows {
+        while !queue.is_empty() {
+            let n = queue.len().min(BATCH);
+            let batch = db::Batch::new(&self.config.metrics_host, queue.front(n));
+            let dropped = queue.dropped();
+            let write = batch.write(&client);
+            let inserted = meanwhile(
+                "writing a batch",
+                STATEMENT_BOUND,
+                write,
+                inbox,
+                queue,
+                report,
+            )
+            .await?;
+            if inserted < batch.rows {
                 // The unique key kept these once: an earlier attempt wrote them and its
                 // reply was lost.
                 tracing::info!(
-                    rows = rows - inserted,
+                    rows = batch.rows - inserted,
                     "rows already written by an attempt whose reply was lost; kept once"
                 );
-                self.duplicates += rows - inserted;
+                report.duplicates += batch.rows - inserted;
             }
-            self.queue.remove_front(n);
-            self.written += n as u64;
-            self.publish();
+            // A full queue drops its oldest to take arrivals: those were this batch's
+            // first windows, written now, so fewer are left to remove.
+            let gone = usize::try_from(queue.dropped() - dropped).unwrap_or(usize::MAX);
+            queue.remove_front(n.saturating_sub(gone));
+            report.written += n as u64;
+            report.publish(queue);
         }
         self.client = Some(client);
         Ok(())
@@ -221,6 +346,7 @@ impl Writer {
             tracing::warn!(
                 windows = self.queue.len(),
                 error = self
+                    .report
                     .last_error
                     .as_deref()
                     .unwrap_or("flush deadline reached"),
@@ -231,15 +357,7 @@ impl Writer {
     }
 
     fn publish(&self) {
-        self.status.send_replace(WriterStatus {
-            state: self.state,
-            pending_windows: self.queue.len() as u64,
-            pending_rows: self.queue.rows(),
-            dropped_windows: self.queue.dropped(),
-            written_windows: self.written,
-            duplicate_rows: self.duplicates,
-            last_error: self.last_error.clone(),
-        });
+        self.report.publish(&self.queue);
     }
 }
 
