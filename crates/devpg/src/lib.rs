@@ -82,6 +82,44 @@ pub struct Cluster {
     port: u16,
     as_postgres: bool,
     server: Option<Child>,
+    options: Options,
+}
+
+/// How a cluster differs from the default one: where it lives, extra server settings,
+/// `pg_hba.conf` lines, and files put into its data directory (certificates).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    parent: Option<PathBuf>,
+    settings: Vec<(String, String)>,
+    hba: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Options {
+    /// The cluster's directory goes under `dir` (a small tmpfs, say) instead of the temp
+    /// directory.
+    pub fn under(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.parent = Some(dir.into());
+        self
+    }
+
+    /// A `-c name=value` server setting (after the defaults, so it wins).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `pg_hba.conf` lines that replace the default (trust for everyone).
+    pub fn hba(mut self, line: &str) -> Self {
+        self.hba.push(line.to_owned());
+        self
+    }
+
+    /// A file written into the data directory, readable by the server only (a key).
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_owned(), contents.into()));
+        self
+    }
 }
 
 /// Free loopback port (the kernel's choice; released for the server to take).
@@ -93,8 +131,14 @@ fn free_port() -> Result<u16, Error> {
 impl Cluster {
     /// `initdb` a new cluster under the system's temp directory and start it.
     pub fn start(tag: &str) -> Result<Self, Error> {
+        Self::start_with(tag, Options::default())
+    }
+
+    /// [`start`](Self::start), with `options`.
+    pub fn start_with(tag: &str, options: Options) -> Result<Self, Error> {
         let bindir = find_bindir().ok_or(Error::NotInstalled)?;
-        let dir = std::env::temp_dir().join(format!(
+        let parent = options.parent.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = parent.join(format!(
             "metrics-collector-pg-{tag}-{}-{}",
             std::process::id(),
             unique()
@@ -108,6 +152,7 @@ impl Cluster {
             port: 0,
             as_postgres,
             server: None,
+            options,
         };
         if as_postgres {
             cluster.run(
@@ -129,13 +174,39 @@ impl Cluster {
             "UTF8",
         ]);
         cluster.run("initdb", &mut initdb)?;
+        cluster.write_files()?;
         cluster.port = free_port()?;
         cluster.launch()?;
         Ok(cluster)
     }
 
-    fn data(&self) -> PathBuf {
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes the options' files and `pg_hba.conf` lines into the new data directory.
+    fn write_files(&self) -> Result<(), Error> {
+        let data = self.data();
+        let mut files = self.options.files.clone();
+        if !self.options.hba.is_empty() {
+            let mut hba = self.options.hba.join("\n");
+            hba.push('\n');
+            files.push(("pg_hba.conf".to_owned(), hba.into_bytes()));
+        }
+        for (name, contents) in &files {
+            let path = data.join(name);
+            std::fs::write(&path, contents).map_err(io(format!("writing {}", path.display())))?;
+            // The server refuses a key readable by others; as root, the file is chowned.
+            self.run("chmod", Command::new("chmod").arg("0600").arg(&path))?;
+            if self.as_postgres {
+                self.run(
+                    "chown",
+                    Command::new("chown").arg("postgres:postgres").arg(&path),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn command(&self, program: &str) -> Command {
@@ -167,7 +238,11 @@ impl Cluster {
 
     /// Starts the server on its port and waits until it accepts connections.
     fn launch(&mut self) -> Result<(), Error> {
-        let log = std::fs::File::create(self.dir.join("server.log"))
+        // Appended to, so a restart keeps what the server said before (a crash, say).
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
             .map_err(io("creating server.log"))?;
         let log2 = log.try_clone().map_err(io("creating server.log"))?;
         let mut postgres = self.command("postgres");
@@ -187,10 +262,11 @@ impl Cluster {
                 "-c",
                 "synchronous_commit=off",
             ])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
+        for (name, value) in &self.options.settings {
+            postgres.arg("-c").arg(format!("{name}={value}"));
+        }
+        postgres.stdin(Stdio::null()).stdout(log).stderr(log2);
         self.server = Some(postgres.spawn().map_err(io("starting postgres"))?);
         let deadline = Duration::from_secs(30);
         let started = Instant::now();
@@ -238,8 +314,106 @@ impl Cluster {
 
     /// Starts a stopped server again on the same port, with the same data.
     pub fn restart(&mut self) -> Result<(), Error> {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         self.launch()
     }
+
+    /// The postmaster's pid, from `postmaster.pid` (the child we spawned may be `runuser`).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// The postmaster and every process it started (backends, checkpointer, walwriter…).
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(postmaster) = self.postmaster_pid() else {
+            return Vec::new();
+        };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // The parent is the field after the parenthesised command name.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`…) to every process of the server at
+    /// once: SIGSTOP is a server that hangs, SIGKILL one that crashes.
+    pub fn signal_all(&self, signal: &str) -> Result<(), Error> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return Err(Error::Failed {
+                what: format!("kill -{signal}"),
+                output: "no server process".to_owned(),
+            });
+        }
+        let mut kill = Command::new("kill");
+        kill.arg(format!("-{signal}"));
+        kill.args(pids.iter().map(u32::to_string));
+        self.run(&format!("kill -{signal}"), &mut kill)
+    }
+
+    /// Kills every server process with SIGKILL (a crash: no shutdown checkpoint, crash
+    /// recovery on the next start) and waits until they are gone.
+    pub fn crash(&mut self) -> Result<(), Error> {
+        let pids = self.pids();
+        self.signal_all("KILL")?;
+        if let Some(mut child) = self.server.take() {
+            let _ = child.wait();
+        }
+        let started = Instant::now();
+        while pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}/stat")).exists() && !is_zombie(*p))
+        {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(Error::Failed {
+                    what: "kill -KILL".to_owned(),
+                    output: "server processes still there after 10 s".to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Whether the postmaster is alive (it may exit by itself, on a full disk say).
+    pub fn is_running(&mut self) -> bool {
+        self.server
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 impl Drop for Cluster {
