@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
@@ -124,10 +124,23 @@ pub(super) fn run(args: &[String]) -> anyhow::Result<()> {
         None => Some(Footprint::of(pid)?),
         Some(_) => None,
     };
+    // Streams whose clients closed are freed at the next sample: wait (bounded) for the
+    // descriptors to come back to where they were, so a leak shows as one.
+    let settled = match exited {
+        None => settle(pid, before.fds)?,
+        Some(_) => None,
+    };
     let log = std::fs::read_to_string(&servers.0[0].log).unwrap_or_default();
     let panicked = log.lines().filter(|l| l.contains("panicked")).count();
 
-    let text = render(&options, &report, &before, after.as_ref(), panicked);
+    let text = render(
+        &options,
+        &report,
+        &before,
+        after.as_ref(),
+        settled,
+        panicked,
+    );
     let path = out.join("fuzz.md");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     print_report(&text);
@@ -144,6 +157,12 @@ pub(super) fn run(args: &[String]) -> anyhow::Result<()> {
             log_path(&out)
         );
     }
+    if settled.is_none() {
+        bail!(
+            "the service held more descriptors {} s after the run than before it",
+            SETTLE_WITHIN.as_secs()
+        );
+    }
     if !report.problems.is_empty() || !report.watch.failures.is_empty() {
         bail!(
             "{} problem(s) in {} case(s), {} watcher failure(s)",
@@ -154,6 +173,22 @@ pub(super) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long the service took to hold no more than `fds` descriptors again (at most
+/// [`SETTLE_WITHIN`]); `None` if it did not.
+fn settle(pid: u32, fds: usize) -> anyhow::Result<Option<Duration>> {
+    let started = Instant::now();
+    while started.elapsed() < SETTLE_WITHIN {
+        if Footprint::of(pid)?.fds <= fds {
+            return Ok(Some(started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(None)
+}
+
+/// Two live intervals and then some.
+const SETTLE_WITHIN: Duration = Duration::from_secs(5);
 
 fn log_path(out: &Path) -> String {
     out.join("ours.server.log").display().to_string()
@@ -184,6 +219,7 @@ fn render(
     report: &generator::Report,
     before: &Footprint,
     after: Option<&Footprint>,
+    settled: Option<Duration>,
     panicked: usize,
 ) -> String {
     let mut s = String::new();
@@ -248,9 +284,21 @@ fn render(
         ),
         (
             "open descriptors".to_owned(),
-            match after {
-                Some(a) => format!("{} before, {} after", before.fds, a.fds),
-                None => format!("{} before", before.fds),
+            match (after, settled) {
+                (Some(a), Some(t)) => format!(
+                    "{} before, {} right after, back to {} or fewer {:.0} ms later",
+                    before.fds,
+                    a.fds,
+                    before.fds,
+                    t.as_secs_f64() * 1e3
+                ),
+                (Some(a), None) => format!(
+                    "{} before, {} right after, still more {} s later",
+                    before.fds,
+                    a.fds,
+                    SETTLE_WITHIN.as_secs()
+                ),
+                (None, _) => format!("{} before", before.fds),
             },
         ),
     ];
