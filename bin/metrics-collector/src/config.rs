@@ -47,6 +47,8 @@ pub(crate) struct Postgres {
     pub(crate) user: String,
     pub(crate) password: Password,
     pub(crate) dbname: String,
+    /// `POSTGRES_SSLMODE` with `POSTGRES_SSLROOTCERT`'s certificates, read at start-up.
+    pub(crate) tls: store::Tls,
 }
 
 /// A password: usable, never shown. `Debug` and `Display` print `***`.
@@ -210,6 +212,16 @@ pub(crate) const SETTINGS: &[(&str, &str, &str)] = &[
         "database password; never printed",
     ),
     ("POSTGRES_DB", "arasul_db", "database name"),
+    (
+        "POSTGRES_SSLMODE",
+        "prefer",
+        "TLS to the database, as libpq: disable, prefer, require, verify-ca, verify-full",
+    ),
+    (
+        "POSTGRES_SSLROOTCERT",
+        "(none)",
+        "CA certificate(s), PEM, that signed the server's (verify-ca, verify-full)",
+    ),
 ];
 
 /// Reads `.env` from `dotenv` (if it exists) and overlays `process_env` on it.
@@ -441,14 +453,45 @@ fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
             _ => return Err(invalid("POSTGRES_PORT", &v, "a port number 1-65535")),
         },
     };
+    let sslmode = match get("POSTGRES_SSLMODE") {
+        None => store::SslMode::default(),
+        Some(v) => v.trim().parse().map_err(|()| {
+            invalid(
+                "POSTGRES_SSLMODE",
+                &v,
+                "disable, prefer, require, verify-ca or verify-full",
+            )
+        })?,
+    };
+    let root_cert = get("POSTGRES_SSLROOTCERT").filter(|v| !v.trim().is_empty());
     let postgres_host = get("POSTGRES_HOST").unwrap_or_else(|| "postgres-db".into());
-    let postgres = (!postgres_host.trim().is_empty()).then(|| Postgres {
-        host: postgres_host.trim().to_owned(),
-        port,
-        user: get("POSTGRES_USER").unwrap_or_else(|| "arasul".into()),
-        password: Password(get("POSTGRES_PASSWORD")),
-        dbname: get("POSTGRES_DB").unwrap_or_else(|| "arasul_db".into()),
-    });
+    let postgres = if postgres_host.trim().is_empty() {
+        None
+    } else {
+        // Read now: a missing or unreadable CA file is a bad setting, not a later outage.
+        let tls = store::Tls::new(sslmode, root_cert.as_deref().map(Path::new)).map_err(|e| {
+            match e {
+                store::TlsError::NoRootCert(_) => invalid(
+                    "POSTGRES_SSLMODE",
+                    sslmode.as_str(),
+                    "a POSTGRES_SSLROOTCERT as well: verify-ca and verify-full check the server against that CA",
+                ),
+                store::TlsError::RootCert { reason, .. } => invalid(
+                    "POSTGRES_SSLROOTCERT",
+                    root_cert.as_deref().unwrap_or_default(),
+                    format!("a readable PEM file of CA certificates ({reason})"),
+                ),
+            }
+        })?;
+        Some(Postgres {
+            host: postgres_host.trim().to_owned(),
+            port,
+            user: get("POSTGRES_USER").unwrap_or_else(|| "arasul".into()),
+            password: Password(get("POSTGRES_PASSWORD")),
+            dbname: get("POSTGRES_DB").unwrap_or_else(|| "arasul_db".into()),
+            tls,
+        })
+    };
     Ok(Config {
         live_interval,
         persist_interval,

@@ -366,10 +366,17 @@ impl Cluster {
                 output: "no server process".to_owned(),
             });
         }
-        let mut kill = Command::new("kill");
-        kill.arg(format!("-{signal}"));
-        kill.args(pids.iter().map(u32::to_string));
-        self.run(&format!("kill -{signal}"), &mut kill)
+        // One at a time: a backend may end between the listing and the signal, and that
+        // must not keep the signal from the others. Only the postmaster must get it.
+        for (i, pid) in pids.iter().enumerate() {
+            let mut kill = Command::new("kill");
+            kill.arg(format!("-{signal}")).arg(pid.to_string());
+            let sent = self.run(&format!("kill -{signal} {pid}"), &mut kill);
+            if i == 0 {
+                sent?;
+            }
+        }
+        Ok(())
     }
 
     /// Kills every server process with SIGKILL (a crash: no shutdown checkpoint, crash

@@ -50,6 +50,7 @@ async fn database(cluster: &devpg::Cluster, name: &str) -> (store::Config, tokio
         user: "postgres".into(),
         password: None,
         dbname: name.into(),
+        tls: store::Tls::default(),
         metrics_host: "bench".into(),
         retention: Duration::from_secs(7 * 86_400),
         persist_interval: Duration::from_secs(30),

@@ -103,6 +103,7 @@ fn main() {
             user: "postgres".into(),
             password: None,
             dbname: "postgres".into(),
+            tls: store::Tls::default(),
             metrics_host: "bench".into(),
             retention: Duration::from_secs(8 * 86_400),
             persist_interval: PERSIST,

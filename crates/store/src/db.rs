@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use sampler::Window;
 
@@ -49,6 +49,7 @@ pub(crate) fn connection_config_with(
         .user(&c.user)
         .dbname(&c.dbname)
         .application_name("metrics-collector")
+        .ssl_mode(c.tls.postgres_mode())
         .connect_timeout(Duration::from_secs(5))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
@@ -70,7 +71,7 @@ pub(crate) fn pool(c: &Config) -> Result<Pool, Error> {
     // dropped (restart, idle kill) is noticed before a write, not during it.
     let manager = Manager::from_config(
         connection_config(c),
-        NoTls,
+        c.tls.connector(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         },
@@ -102,7 +103,9 @@ pub async fn migrate(client: &mut Client) -> Result<(), Error> {
 /// Connects with `config` and applies the migrations (what `metrics-collector migrate` and
 /// `cargo xtask migrate` do).
 pub async fn migrate_database(config: &Config) -> Result<(), Error> {
-    let (mut client, connection) = connection_config(config).connect(NoTls).await?;
+    let (mut client, connection) = connection_config(config)
+        .connect(config.tls.connector())
+        .await?;
     let driver = tokio::spawn(connection);
     let result = migrate(&mut client).await;
     drop(client);

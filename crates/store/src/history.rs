@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sampler::{ArchiveFuture, Columns, DiskRow, Grid, Series, Stat, Window};
-use tokio_postgres::NoTls;
 
 use crate::{Config, Error, db};
 
@@ -45,7 +44,7 @@ impl HistoryReader {
     pub fn new(config: &Config, live: Duration) -> Result<Self, Error> {
         let manager = Manager::from_config(
             db::connection_config_with(config, STATEMENT_TIMEOUT_MS),
-            NoTls,
+            config.tls.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },

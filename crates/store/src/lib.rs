@@ -14,6 +14,7 @@
 mod db;
 mod history;
 mod queue;
+mod tls;
 mod writer;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use db::{TABLES, migrate, migrate_database};
 pub use history::HistoryReader;
 pub use queue::Queue;
+pub use tls::{SslMode, Tls, TlsError};
 pub use writer::{Handle, spawn};
 
 /// Why the database could not be used.
@@ -97,6 +99,8 @@ pub struct Config {
     pub user: String,
     pub password: Option<String>,
     pub dbname: String,
+    /// `POSTGRES_SSLMODE` and `POSTGRES_SSLROOTCERT`, ready to connect with.
+    pub tls: Tls,
     /// `METRICS_HOST`: the `host` column of every row written.
     pub metrics_host: String,
     /// Rows older than this are deleted.
@@ -115,6 +119,7 @@ impl fmt::Debug for Config {
             .field("user", &self.user)
             .field("password", &"***")
             .field("dbname", &self.dbname)
+            .field("sslmode", &self.tls.mode())
             .field("metrics_host", &self.metrics_host)
             .field("retention", &self.retention)
             .field("persist_interval", &self.persist_interval)

@@ -8,6 +8,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod faults;
 mod fuzz;
 mod hangs;
 mod history;
@@ -17,8 +18,10 @@ mod numbers;
 mod openapi;
 mod page;
 mod persistence;
+mod pgproxy;
 mod prometheus;
 mod rules;
 mod settings;
 mod sse;
 mod stream;
+mod tls;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::harness::{Service, TempDir, command, wait_for};
 
 /// Runs the binary with `env` and returns its exit code and standard error.
-fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+pub(crate) fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
     run_to_exit_in(&TempDir::new("bad").0, env, args)
 }
 
@@ -46,6 +46,8 @@ fn every_bad_setting_exits_2_with_one_line_naming_it() {
         ("METRICS_GPU_BACKEND", "cuda"),
         ("METRICS_PROCFS", "proc"),
         ("POSTGRES_PORT", "70000"),
+        ("POSTGRES_SSLMODE", "verify"),
+        ("POSTGRES_SSLMODE", "allow"),
     ];
     for (variable, value) in cases {
         let (code, stderr) = run_to_exit(&[(variable, value)], &[]);

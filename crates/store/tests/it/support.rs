@@ -16,6 +16,7 @@ pub(crate) fn config(host: &str, port: u16, dbname: &str) -> store::Config {
         user: "postgres".into(),
         password: None,
         dbname: dbname.to_owned(),
+        tls: store::Tls::default(),
         metrics_host: "test-host".into(),
         retention: Duration::from_secs(7 * 86_400),
         persist_interval: Duration::from_secs(30),
