@@ -306,7 +306,9 @@ impl Cluster {
             .arg(self.data())
             .args(["stop", "-m", "fast", "-w", "-t", "20"]);
         let result = self.run("pg_ctl stop", &mut pg_ctl);
-        if let Some(mut child) = self.server.take() {
+        if result.is_ok()
+            && let Some(mut child) = self.server.take()
+        {
             let _ = child.wait();
         }
         result
@@ -324,7 +326,12 @@ impl Cluster {
     /// The postmaster's pid, from `postmaster.pid` (the child we spawned may be `runuser`).
     pub fn postmaster_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
-        text.lines().next()?.trim().parse().ok()
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        // The file outlives a crashed server, and its pid may be another process's now.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let data = self.data();
+        let data = data.to_string_lossy();
+        (cmdline.windows(data.len()).any(|w| w == data.as_bytes())).then_some(pid)
     }
 
     /// The postmaster and every process it started (backends, checkpointer, walwriter…).
@@ -426,7 +433,16 @@ fn is_zombie(pid: u32) -> bool {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if self.server.is_some() {
-            let _ = self.stop();
+            // A test may end (or panic) with the server stopped by SIGSTOP: resume it, or
+            // it could never shut down.
+            let _ = self.signal_all("CONT");
+            if self.stop().is_err() {
+                let _ = self.signal_all("KILL");
+            }
+            if let Some(mut child) = self.server.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

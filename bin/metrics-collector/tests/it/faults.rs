@@ -348,6 +348,8 @@ impl Scenario {
 
     fn fault_begins(&mut self) {
         self.fault_began = Some(Instant::now());
+        // Only what `/health` says from now on describes the fault.
+        self.watcher().seen.lock().unwrap().errors.clear();
     }
 
     /// During the fault: `/health` says the database is unreachable, with an error, while
@@ -553,9 +555,9 @@ fn postgres_hung_then_continued() {
     let pg = cluster("fault-hang", devpg::Options::default());
     let mut s = Scenario::start("SIGSTOP", STEADY, &pg, loopback(&pg), Scenario::local);
     s.fault_begins();
+    let resumed = Resume(&pg);
     pg.signal_all("STOP").unwrap();
     let ends = Instant::now() + fault_length();
-    let resumed = Resume(&pg);
     s.expect_unreachable(ends);
     std::thread::sleep(ends.saturating_duration_since(Instant::now()));
     drop(resumed);
