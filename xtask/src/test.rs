@@ -18,6 +18,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // own (unshare), and a stand-in NVML library whose initialisation hangs is compiled (cc).
     ensure_tool("unshare", "util-linux")?;
     ensure_tool("cc", "gcc")?;
+    // The database fault scenarios put the collector in a network namespace joined by a
+    // veth pair (ip) and drop its packets (iptables); a full disk is a tmpfs (mount).
+    ensure_tool("ip", "iproute2")?;
+    ensure_tool("iptables", "iptables")?;
+    ensure_tool("mount", "mount")?;
     // The systemd unit's sandboxing is scored by `systemd-analyze security` (xtask's tidy
     // test): the tool, not a running systemd.
     ensure_tool("systemd-analyze", "systemd")?;
