@@ -366,7 +366,15 @@ impl Cluster {
     /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`…) to every process of the server at
     /// once: SIGSTOP is a server that hangs, SIGKILL one that crashes.
     pub fn signal_all(&self, signal: &str) -> Result<(), Error> {
-        let pids = self.pids();
+        let mut pids = self.pids();
+        // As root the server runs under `runuser`, which stops itself when its child
+        // stops (as su does) and would then never reap it: it gets the signal too.
+        if self.as_postgres
+            && !pids.is_empty()
+            && let Some(child) = &self.server
+        {
+            pids.push(child.id());
+        }
         if pids.is_empty() {
             return Err(Error::Failed {
                 what: format!("kill -{signal}"),
