@@ -148,7 +148,10 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match check {
-            Check::Nothing => Arc::new(AnyCertificate(algorithms)),
+            Check::Nothing => Arc::new(AnyCertificate {
+                algorithms,
+                trust: true,
+            }),
             Check::Chain | Check::ChainAndName => {
                 // An empty store cannot be reached here: read_roots refuses one.
                 let webpki =
@@ -158,7 +161,10 @@ impl Tls {
                     Ok(v) if check == Check::Chain => Arc::new(ChainOnly(v)),
                     Ok(v) => v,
                     // No trust anchor to build on: nothing verifies, so nothing connects.
-                    Err(_) => Arc::new(Refuse(algorithms)),
+                    Err(_) => Arc::new(AnyCertificate {
+                        algorithms,
+                        trust: false,
+                    }),
                 }
             }
         };
@@ -226,9 +232,13 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// `prefer` and `require` without a root certificate: encrypted, the server unverified
-/// (what libpq does). The handshake's signatures are still checked.
+/// (what libpq does), or (`trust: false`, a verifier that could not be built) no server
+/// trusted at all. The handshake's signatures are checked either way.
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+    trust: bool,
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -239,7 +249,13 @@ impl ServerCertVerifier for AnyCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        if self.trust {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ))
+        }
     }
 
     fn verify_tls12_signature(
@@ -248,7 +264,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -257,11 +273,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -310,47 +326,6 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
-    }
-}
-
-/// Trusts nothing (a verifier could not be built from the roots).
-#[derive(Debug)]
-struct Refuse(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Refuse {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::UnknownIssuer,
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
     }
 }
 
