@@ -165,23 +165,8 @@ pub(crate) fn quoted(value: &str) -> String {
     }
 }
 
-/// The configuration of this crate's property tests: a fixed seed, so a run is repeatable
-/// and a failure is found again by the next run (`PROPTEST_RNG_SEED` picks other cases),
-/// and no regression files: a failure found becomes a named unit test.
 #[cfg(test)]
-pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
-    use proptest::test_runner::{Config, RngSeed};
-    let seed = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(13);
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+pub(crate) use testkit::proptest_config;
 
 /// A percentage with one decimal, the way the seed service printed them.
 pub fn round1(value: f64) -> f64 {

@@ -243,3 +243,20 @@ impl Drop for FuseMount {
             .status();
     }
 }
+
+/// The configuration of every property test in the workspace: a fixed seed, so a run is
+/// repeatable and a failure is found again by the next run (`PROPTEST_RNG_SEED` picks
+/// other cases), and no regression files: a failure found becomes a named unit test.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(13);
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    }
+}

@@ -376,24 +376,10 @@ fn a_long_bad_value_is_cut_in_the_error_line() {
 
 mod properties {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config as Runner, RngSeed};
 
     use super::*;
 
-    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
-    /// found becomes a named unit test above.
-    fn runner(cases: u32) -> Runner {
-        let seed = std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(13);
-        Runner {
-            cases,
-            rng_seed: RngSeed::Fixed(seed),
-            failure_persistence: None,
-            ..Runner::default()
-        }
-    }
+    use testkit::proptest_config as runner;
 
     /// Our names, from the table `--help` prints.
     fn names() -> Vec<&'static str> {

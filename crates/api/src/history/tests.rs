@@ -168,25 +168,11 @@ fn a_refusal_quotes_the_value_sent_and_cuts_a_long_one() {
 
 mod properties {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed};
     use time::UtcOffset;
 
     use super::*;
 
-    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
-    /// found becomes a named unit test above.
-    fn config(cases: u32) -> Config {
-        let seed = std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(13);
-        Config {
-            cases,
-            rng_seed: RngSeed::Fixed(seed),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
+    use testkit::proptest_config as config;
 
     /// Every byte but the unreserved ones percent-encoded, as a browser's URL encoder may.
     fn encode(s: &str) -> String {

@@ -164,24 +164,10 @@ fn a_comma_or_semicolon_inside_a_quoted_value_does_not_split_the_entry() {
 
 mod properties {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
 
-    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
-    /// found becomes a named unit test above.
-    fn config(cases: u32) -> Config {
-        let seed = std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(13);
-        Config {
-            cases,
-            rng_seed: RngSeed::Fixed(seed),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
+    use testkit::proptest_config as config;
 
     /// One media range as clients write them, with its parts to vary.
     #[derive(Clone, Debug)]

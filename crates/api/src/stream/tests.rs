@@ -47,24 +47,10 @@ fn a_bad_id_is_refused_naming_where_it_came_from_and_its_value() {
 
 mod properties {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
 
-    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
-    /// found becomes a named unit test above.
-    fn config(cases: u32) -> Config {
-        let seed = std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(13);
-        Config {
-            cases,
-            rng_seed: RngSeed::Fixed(seed),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
+    use testkit::proptest_config as config;
 
     proptest! {
         #![proptest_config(config(256))]

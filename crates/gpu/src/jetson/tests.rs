@@ -772,24 +772,10 @@ fn a_load_past_every_integer_type_is_out_of_range_not_unreadable() {
 
 mod properties {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
 
-    /// A fixed seed (`PROPTEST_RNG_SEED` picks others) and no regression files: a failure
-    /// found becomes a named unit test above.
-    fn config(cases: u32) -> Config {
-        let seed = std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(13);
-        Config {
-            cases,
-            rng_seed: RngSeed::Fixed(seed),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
+    use testkit::proptest_config as config;
 
     /// The start of `text` as an error quotes it.
     fn head(text: &str) -> String {
