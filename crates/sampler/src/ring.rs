@@ -331,9 +331,16 @@ impl Ring {
                 next: newest.pos + 1,
             };
         }
-        for p in inner.samples.iter().filter(|p| p.pos >= next) {
-            out.push_back(p.event.clone());
-        }
+        // Positions are consecutive from the oldest held, so `next` is an offset: skipping
+        // to it costs nothing, where a scan from the oldest cost every client a pass over
+        // the whole hour on every sample (3,600 entries at 1 s, 36,000 at 0.1 s).
+        let skip = usize::try_from(next - oldest).unwrap_or(usize::MAX);
+        let from = out.len();
+        out.extend(inner.samples.iter().skip(skip).map(|p| p.event.clone()));
+        debug_assert_eq!(
+            inner.samples.iter().nth(skip).map(|p| p.pos),
+            (out.len() > from).then_some(next)
+        );
         CatchUp {
             dropped: 0,
             next: newest.pos + 1,

@@ -98,6 +98,34 @@ fn catching_up_sends_every_missed_sample_in_order_or_only_the_newest_when_too_fa
 }
 
 #[test]
+fn catching_up_in_a_full_ring_that_has_wrapped_starts_exactly_where_the_client_is() {
+    // 721 held (an hour of 5 s samples), 2,000 pushed: the array has wrapped, the oldest
+    // held is position 1,279 and sits in the middle of it.
+    let ring = Ring::new(Duration::from_secs(5), Duration::from_secs(30));
+    for i in 0..2_000 {
+        ring.push(&snapshot(i * 5_000, Some(1.0)), event(i * 5_000), None);
+    }
+    for next in [1_279, 1_280, 1_500, 1_999] {
+        let mut out = VecDeque::new();
+        let caught = ring.since(next, 2_000, &mut out);
+        let want: Vec<String> = (next..2_000)
+            .map(|p| format!("id: {}", p * 5_000))
+            .collect();
+        assert_eq!(texts(&out), want, "from position {next}");
+        assert_eq!(
+            caught,
+            CatchUp {
+                dropped: 0,
+                next: 2_000
+            }
+        );
+    }
+    let mut out = VecDeque::new();
+    assert_eq!(ring.since(2_000, 2_000, &mut out).next, 2_000);
+    assert!(out.is_empty(), "nothing newer than the newest");
+}
+
+#[test]
 fn a_resume_sends_what_followed_its_id_or_resets_when_older_than_what_is_held() {
     let ring = Ring::new(S, Duration::from_secs(30));
     let mut out = VecDeque::new();
