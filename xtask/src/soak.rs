@@ -23,9 +23,11 @@
 //! also shown net of it (bytes per sample estimated from the event's size, see
 //! [`ring_bytes`]).
 //!
-//! The noise is each figure's spread (max − min) over the marks of minutes 0–10; a figure
-//! passes when its growth (last mark − first) is within that noise (or within its
-//! resolution, [`FLOORS`], when the noise is smaller). At the end: every request 2xx, every
+//! The mark of minute 0 is taken before the requests and the database restarts begin, so
+//! it is shown but not judged: the baseline is minute 1's, the first under load. The noise
+//! is each figure's spread (max − min) over the marks of minutes 1–10; a figure passes when
+//! its growth (last mark − minute 1's) is within that noise (or within its resolution,
+//! [`FLOORS`], when the noise is smaller). At the end: every request 2xx, every
 //! stream event received once by every client, no stream cut, and no window lost (rows in
 //! `metrics_cpu` = windows written, none dropped, as many as the uptime has closed).
 //!
@@ -55,14 +57,15 @@ use crate::util::{self, cargo};
 
 const USAGE: &str =
     "usage: cargo xtask soak [--minutes N] [--streams N] [--interval S] [--persist S]
-                        [--db-every S] [--db-down S] [--quiet S]
+                        [--db-every S] [--db-down S] [--quiet S] [--bin PATH]
   --minutes N    length of the run (default 60); marks every minute, table rows every ten
   --streams N    SSE clients on /metrics/stream, each reading every event (default 100)
   --interval S   METRICS_INTERVAL_LIVE, seconds (default 1)
   --persist S    METRICS_INTERVAL_PERSIST, seconds (default 5)
   --db-every S   seconds between database restarts (default 180)
   --db-down S    seconds the database stays down each time (default 5)
-  --quiet S      the quiet window of each mark, seconds (default 15)";
+  --quiet S      the quiet window of each mark, seconds (default 15)
+  --bin PATH     soak this binary instead of building the workspace's release one";
 
 /// How long one request may take (a history request that reads PostgreSQL included).
 const REQUEST_WITHIN: Duration = Duration::from_secs(10);
@@ -89,6 +92,7 @@ struct Options {
     db_every: Duration,
     db_down: Duration,
     quiet: Duration,
+    bin: Option<std::path::PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -100,6 +104,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         db_every: Duration::from_secs(180),
         db_down: Duration::from_secs(5),
         quiet: Duration::from_secs(15),
+        bin: None,
     };
     let go_on = each_flag(args, USAGE, |flag, value| {
         let v = value()?;
@@ -123,6 +128,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
             "--db-every" => o.db_every = Duration::from_secs_f64(secs(10.0..=86_400.0)?),
             "--db-down" => o.db_down = Duration::from_secs_f64(secs(0.0..=600.0)?),
             "--quiet" => o.quiet = Duration::from_secs_f64(secs(1.0..=50.0)?),
+            "--bin" => {
+                o.bin = Some(std::fs::canonicalize(&v).with_context(|| format!("--bin {v:?}"))?);
+            }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
         Ok(())
@@ -252,10 +260,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let Some(options) = parse_args(args)? else {
         return Ok(());
     };
-    eprintln!("xtask: building the release service");
-    util::run(cargo().args(["build", "--release", "-p", "metrics-collector"]))?;
     let target = target_dir()?;
-    let bin = target.join("release/metrics-collector");
+    let bin = if let Some(bin) = &options.bin {
+        bin.clone()
+    } else {
+        eprintln!("xtask: building the release service");
+        util::run(cargo().args(["build", "--release", "-p", "metrics-collector"]))?;
+        target.join("release/metrics-collector")
+    };
     if !bin.is_file() {
         bail!("{} was not built where expected", bin.display());
     }
@@ -794,8 +806,10 @@ fn check_windows(
             Ok(queued == Some(0))
         },
     )?;
-    // Windows keep closing: the count is taken between two reads of the counter that
-    // agree (one window every persist interval, so a few tries suffice).
+    // Windows keep closing, and a row is in the table a moment before its window counts
+    // as written (the reply is on its way): the count is taken between two reads of the
+    // counter that agree, until it agrees with them too (a few tries; a mismatch that
+    // stays is a window lost or written twice).
     let counters = || -> anyhow::Result<(u64, u64)> {
         let (_, body) = http_get(port, "/metrics/prometheus", REQUEST_WITHIN)?;
         Ok((
@@ -812,9 +826,10 @@ fn check_windows(
         let rows = cpu_rows(pg_port)?;
         let (written, dropped) = counters()?;
         tries += 1;
-        if before == written || tries == 10 {
+        if (before == written && rows == written) || tries == 10 {
             break (uptime_s, written, dropped, rows);
         }
+        std::thread::sleep(Duration::from_millis(200));
     };
     // Windows that began after the service started and have ended: at least the uptime
     // over the persist interval, less the first (partial) and the one closing now.
@@ -992,14 +1007,16 @@ fn report(
             m.restarts
         );
     }
-    // Noise: the spread of the marks of minutes 0–10; growth: last − first.
+    // Minute 0 is before the load: the baseline is the first mark under load (minute 1).
+    // Noise: the spread of the marks from it to minute 10; growth: last − baseline.
+    let base = marks.iter().find(|m| m.minute >= 1).unwrap_or(first);
     let noise_marks: Vec<[f64; 4]> = marks
         .iter()
-        .filter(|m| m.minute <= NOISE_MINUTES)
+        .filter(|m| m.minute >= base.minute && m.minute <= NOISE_MINUTES.max(base.minute))
         .map(|m| figures(m, first, event_bytes))
         .collect();
     let (f0, f1) = (
-        figures(first, first, event_bytes),
+        figures(base, first, event_bytes),
         figures(last, first, event_bytes),
     );
     let names = ["RSS net of ring", "fds", "threads", "idle CPU"];
@@ -1032,11 +1049,14 @@ fn report(
     }
     let _ = writeln!(
         r,
-        "\nNoise: each figure's spread over the marks of minutes 0–{} ({} marks); growth: last \
-         mark − first; RSS net of ring subtracts the samples and windows the ring gained \
+        "\nMinute 0 is before the requests and restarts begin (not judged). Noise: each \
+         figure's spread over the marks of minutes {}–{} ({} marks); growth: last mark − \
+         minute {}'s; RSS net of ring subtracts the samples and windows the ring gained \
          (about {:.0} B per sample, the event being {} B).\n",
-        NOISE_MINUTES.min(last.minute),
+        base.minute,
+        NOISE_MINUTES.max(base.minute).min(last.minute),
         noise_marks.len(),
+        base.minute,
         ring_bytes(1, 0, event_bytes),
         event_bytes
     );
