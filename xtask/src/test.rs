@@ -9,6 +9,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     {
         return crate::container::smoke();
     }
+    // The database fault scenarios make network namespaces, iptables rules and tmpfs
+    // mounts: only root can. Said now, in one line, rather than as six failed tests.
+    if !util::is_root() {
+        anyhow::bail!(
+            "cargo xtask test needs root: its fault scenarios use network namespaces, iptables and tmpfs mounts (run it with sudo)"
+        );
+    }
     // The binary's tests hang a real mount (bindfs, a FUSE filesystem) and starve the
     // service of file descriptors (prlimit).
     ensure_tool("bindfs", "bindfs")?;
