@@ -217,11 +217,14 @@ impl Writer {
             while let Some(w) = self.inbox.as_mut().and_then(|rx| rx.try_recv().ok()) {
                 self.queue.push(w);
             }
+            // What arrived is pending before it is sent: `/health` never shows an empty
+            // queue while a batch is in flight.
+            self.publish();
             let now = Instant::now();
             if now >= self.next_attempt && self.has_work(now) {
                 self.attempt().await;
+                self.publish();
             }
-            self.publish();
         }
         self.flush_on_shutdown().await;
     }

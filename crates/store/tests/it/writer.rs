@@ -141,8 +141,11 @@ async fn a_full_queue_drops_the_oldest_windows_and_counts_them() {
     let s = wait_status(
         &mut status,
         Duration::from_secs(20),
-        "20 windows queued",
-        |s| s.pending_windows + s.dropped_windows == 20,
+        "20 windows queued and the database found unreachable",
+        |s| {
+            s.pending_windows + s.dropped_windows == 20
+                && s.state == sampler::WriterState::Unreachable
+        },
     )
     .await;
     assert_eq!((s.pending_windows, s.dropped_windows), (17, 3));
