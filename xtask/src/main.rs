@@ -13,6 +13,8 @@
 use std::process::ExitCode;
 
 mod bench;
+#[cfg(test)]
+mod citus_lint;
 mod container;
 mod dev;
 mod docker;
