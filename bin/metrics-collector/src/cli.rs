@@ -147,16 +147,33 @@ fn migrate(config: Config) -> ExitCode {
     }
 }
 
+/// Exit 0 when our `/health` answers 200. With the web configuration's TLS, over TLS to
+/// the server's own certificate. The health check has no password (the file holds only
+/// hashes) and no client certificate: when `basic_auth_users` is set, a 401 from the server
+/// counts as alive; when a client certificate is required, the server refusing the
+/// handshake for want of one (after proving it holds the key of its own certificate)
+/// counts as alive. Either way it then cannot see a `503` (no sample for three intervals).
 fn healthcheck(config: Config) -> ExitCode {
     let address = api::local_address(config.listen);
-    match api::health_status(address, Duration::from_secs(3)) {
-        Ok(200) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("metrics-collector healthcheck: http://{address}/health answered {status}");
+    let web = config.web.as_ref();
+    let scheme = if web.is_some_and(api::WebConfig::tls) {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{address}/health");
+    match api::health_status(address, Duration::from_secs(3), web) {
+        Ok(api::Health::Status(200)) => ExitCode::SUCCESS,
+        Ok(api::Health::Status(401)) if web.is_some_and(api::WebConfig::basic_auth) => {
+            ExitCode::SUCCESS
+        }
+        Ok(api::Health::NeedsClientCertificate) => ExitCode::SUCCESS,
+        Ok(api::Health::Status(status)) => {
+            eprintln!("metrics-collector healthcheck: {url} answered {status}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("metrics-collector healthcheck: http://{address}/health: {e}");
+            eprintln!("metrics-collector healthcheck: {url}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -28,6 +28,9 @@ pub(crate) struct Config {
     pub(crate) max_streams: usize,
     /// `None` when `POSTGRES_HOST` is empty: persistence is off.
     pub(crate) postgres: Option<Postgres>,
+    /// `METRICS_WEB_CONFIG`'s file, read and checked: TLS and basic authentication for the
+    /// API. `None`: plain HTTP, open to all, as always.
+    pub(crate) web: Option<api::WebConfig>,
 }
 
 impl Config {
@@ -107,6 +110,13 @@ pub(crate) enum Error {
     },
     #[error("{path}: {message}")]
     DotEnv { path: String, message: String },
+    /// A file a setting names that cannot be used: what is wrong with it.
+    #[error("{variable}={}: {problem}", quoted(value))]
+    File {
+        variable: &'static str,
+        value: String,
+        problem: String,
+    },
 }
 
 impl Error {
@@ -198,6 +208,11 @@ pub(crate) const SETTINGS: &[(&str, &str, &str)] = &[
         "METRICS_MAX_STREAMS",
         "1024",
         "live streams (/metrics/stream) served at once",
+    ),
+    (
+        "METRICS_WEB_CONFIG",
+        "(none: plain HTTP)",
+        "a web configuration file (YAML, node_exporter's --web.config.file format): tls_server_config, basic_auth_users",
     ),
     (
         "POSTGRES_HOST",
@@ -445,6 +460,17 @@ fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
             }
         },
     };
+    let web = match get("METRICS_WEB_CONFIG") {
+        Some(v) if !v.trim().is_empty() => {
+            let path = Path::new(v.trim());
+            Some(api::WebConfig::load(path).map_err(|e| Error::File {
+                variable: "METRICS_WEB_CONFIG",
+                value: v.clone(),
+                problem: e.to_string(),
+            })?)
+        }
+        _ => None,
+    };
     // Checked even when persistence is off: a typo is reported now, not when it is enabled.
     let port = match get("POSTGRES_PORT") {
         None => 5432,
@@ -503,6 +529,7 @@ fn validate(map: HashMap<String, String>) -> Result<Config, Error> {
         roots,
         max_streams,
         postgres,
+        web,
     })
 }
 

@@ -158,6 +158,10 @@ async fn run(config: Config) -> ExitCode {
     let state = api::AppState::new(latest, database, config.live_interval, &config.host)
         .with_history(ring, archive.map(|a| a as Arc<dyn sampler::Archive>))
         .with_max_streams(config.max_streams.min(stream_room));
+    let state = match &config.web {
+        Some(web) => state.with_web_config(web),
+        None => state,
+    };
     // The Prometheus filesystem series carry the mount's labels (node_exporter's); the
     // mount table is read once, and never touches the filesystem itself.
     let filesystem = probes::mount::mount_of(&config.roots, &config.disk_path).unwrap_or_else(|e| {
@@ -182,6 +186,8 @@ async fn run(config: Config) -> ExitCode {
         gpu = ?config.gpu,
         max_connections = limits.max_connections,
         max_streams = config.max_streams,
+        tls = config.web.as_ref().and_then(|w| w.client_auth_type()).map_or("off", |c| if c == "NoClientCert" { "on" } else { c }),
+        basic_auth = config.web.as_ref().is_some_and(|w| w.basic_auth()),
         "metrics-collector {} serving",
         env!("CARGO_PKG_VERSION"),
     );

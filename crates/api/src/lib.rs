@@ -14,6 +14,7 @@
 //! never wait on I/O, except a history request older than memory, which waits (bounded)
 //! on the [`sampler::Archive`] and on nothing else.
 
+mod auth;
 mod bodies;
 mod client;
 mod direct;
@@ -25,12 +26,14 @@ mod page;
 mod routes;
 mod server;
 mod stream;
+mod web;
 mod wire;
 
 pub use bodies::{Bodies, Encoder, Latest};
-pub use client::{health_status, local_address};
+pub use client::{Health, health_status, local_address};
 pub use history::from_memory as history_from_memory;
 pub use server::{Limits, connection_budget, serve};
+pub use web::{Error, WebConfig};
 pub use wire::rfc3339;
 
 use std::sync::Arc;
@@ -58,6 +61,10 @@ pub struct AppState {
     published_tx: Arc<watch::Sender<()>>,
     /// Told when a stream opens, so the relay sleeps while there is none.
     pub(crate) stream_opened: Arc<tokio::sync::Notify>,
+    /// HTTPS, when the web configuration has `tls_server_config`.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every request needs a password, when it has `basic_auth_users`.
+    pub(crate) auth: Option<Arc<auth::BasicAuth>>,
 }
 
 /// Where `/metrics/history` and the stream's resume read from.
@@ -118,7 +125,17 @@ impl AppState {
             published,
             published_tx: Arc::new(published_tx),
             stream_opened: Arc::new(tokio::sync::Notify::new()),
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// Serves as the web configuration says (`METRICS_WEB_CONFIG`): HTTPS, basic
+    /// authentication, both or neither.
+    pub fn with_web_config(mut self, web: &WebConfig) -> Self {
+        self.tls = web.tls.as_ref().map(|t| Arc::clone(&t.server));
+        self.auth = web.auth.clone();
+        self
     }
 
     pub(crate) fn published_tx(&self) -> Arc<watch::Sender<()>> {

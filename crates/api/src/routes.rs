@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{
     ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue,
-    REFERRER_POLICY, RETRY_AFTER, VARY, X_CONTENT_TYPE_OPTIONS,
+    REFERRER_POLICY, RETRY_AFTER, VARY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -33,6 +33,8 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const ACCEPT_VARIES: HeaderValue = HeaderValue::from_static("Accept");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
+const BASIC_REALM: HeaderValue =
+    HeaderValue::from_static("Basic realm=\"metrics-collector\", charset=\"UTF-8\"");
 
 const PATHS: [&str; 7] = [
     "/",
@@ -59,6 +61,16 @@ fn respond_as(status: StatusCode, body: Bytes, content_type: HeaderValue) -> Res
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
     respond(status, encode_error(message))
+}
+
+/// A request without a user's password, when `basic_auth_users` is set (every path).
+pub(crate) fn unauthorized() -> Response<Body> {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "this server needs a user name and password (HTTP basic authentication)",
+    );
+    response.headers_mut().insert(WWW_AUTHENTICATE, BASIC_REALM);
+    response
 }
 
 fn not_started() -> Response<Body> {

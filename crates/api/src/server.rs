@@ -164,7 +164,9 @@ pub async fn serve(
 }
 
 /// One connection: a stream request goes to [`direct`](crate::direct), anything else to
-/// hyper, with what was read to tell them apart put back in front.
+/// hyper, with what was read to tell them apart put back in front. With TLS on, the
+/// handshake first (in this connection's task, under the header timeout: a client that
+/// stalls it holds only its own slot), then hyper for everything.
 async fn serve_connection(
     mut stream: tokio::net::TcpStream,
     state: AppState,
@@ -173,6 +175,10 @@ async fn serve_connection(
     limits: &Limits,
 ) {
     use tokio::io::AsyncReadExt;
+    if let Some(tls) = state.tls.clone() {
+        serve_tls(stream, tls, state, builder, watcher, limits).await;
+        return;
+    }
     let mut first = vec![0u8; crate::direct::FIRST_READ];
     let n = match tokio::time::timeout(limits.header_read_timeout, stream.read(&mut first)).await {
         // Closed before a byte, failed, or silent for the header timeout: as hyper would.
@@ -180,10 +186,13 @@ async fn serve_connection(
         Ok(Ok(n)) => n,
     };
     first.truncate(n);
-    if let crate::direct::First::Stream {
-        target,
-        last_event_id,
-    } = crate::direct::classify(&first)
+    // With basic authentication on, streams go through hyper too, where every request's
+    // credentials are checked.
+    if state.auth.is_none()
+        && let crate::direct::First::Stream {
+            target,
+            last_event_id,
+        } = crate::direct::classify(&first)
     {
         drop(first);
         // Held until the stream ends, so a shutdown waits for its last chunk.
@@ -200,11 +209,95 @@ async fn serve_connection(
     }
     // Set once this connection answers with a stream: from then on its client's FIN ends it.
     let streaming = Arc::new(AtomicU8::new(NOT_STREAMING));
-    let answered_with_stream = Arc::clone(&streaming);
-    let service = service_fn(move |request| {
+    let io = crate::direct::Prefixed::new(
+        first,
+        WriteProgress::new(stream, limits.write_stall_timeout, Arc::clone(&streaming)),
+    );
+    serve_hyper(io, state, builder, watcher, streaming).await;
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// A connection to the HTTPS port: a plain HTTP request gets a plain 400 saying so (as Go's
+/// servers answer), a handshake gets [`Limits::header_read_timeout`] to finish.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    builder: http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: &Limits,
+) {
+    let streaming = Arc::new(AtomicU8::new(NOT_STREAMING));
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(1) if first[0] == TLS_HANDSHAKE => {}
+            Ok(1) => return Err(Some(stream)),
+            _ => return Err(None),
+        }
+        // The stall rule watches the socket under TLS: it is the socket that fills up.
+        let io = WriteProgress::new(stream, limits.write_stall_timeout, Arc::clone(&streaming));
+        tokio_rustls::TlsAcceptor::from(tls)
+            .accept(io)
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            })
+    };
+    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+        Ok(Ok(tls_stream)) => serve_hyper(tls_stream, state, builder, watcher, streaming).await,
+        Ok(Err(Some(plain))) => not_tls(plain).await,
+        Ok(Err(None)) => {}
+        Err(_) => tracing::debug!("TLS handshake timed out"),
+    }
+}
+
+/// Tells a client that spoke plain HTTP to the HTTPS port what to do, then closes.
+async fn not_tls(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = r#"{"error":"this server speaks HTTPS: use https://"}"#;
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let bounded = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read what the client sent until it closes (briefly), so the close is not a reset
+        // that could throw the answer away before the client reads it.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), bounded).await;
+}
+
+/// hyper on a connection's bytes (plain or TLS), basic authentication checked first when
+/// it is on.
+async fn serve_hyper<I>(
+    io: I,
+    state: AppState,
+    builder: http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    streaming: Arc<AtomicU8>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let answered_with_stream = streaming;
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         let answered_with_stream = Arc::clone(&answered_with_stream);
         async move {
+            if let Some(auth) = &state.auth
+                && !auth
+                    .allows(request.headers().get(http::header::AUTHORIZATION))
+                    .await
+            {
+                return Ok(crate::routes::unauthorized());
+            }
             let response = handle(state, request).await?;
             if matches!(response.body(), Either::Right(_)) {
                 answered_with_stream.store(STREAM_ANSWERED, Ordering::Relaxed);
@@ -212,11 +305,10 @@ async fn serve_connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let io = TokioIo::new(crate::direct::Prefixed::new(
-        first,
-        WriteProgress::new(stream, limits.write_stall_timeout, streaming),
-    ));
-    if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
+    if let Err(e) = watcher
+        .watch(builder.serve_connection(TokioIo::new(io), service))
+        .await
+    {
         // Timeouts, resets and malformed requests: the client's problem, not ours.
         tracing::debug!(error = %e, "connection ended with an error");
     }
