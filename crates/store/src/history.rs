@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{ToSql, Type};
+
 use sampler::{ArchiveFuture, Columns, DiskRow, Grid, Series, Stat, Window};
 
 use crate::{Config, Error, db};
@@ -43,7 +45,7 @@ impl HistoryReader {
     /// `live` is the live interval, for the weight of a window.
     pub fn new(config: &Config, live: Duration) -> Result<Self, Error> {
         let manager = Manager::from_config(
-            db::connection_config_with(config, STATEMENT_TIMEOUT_MS),
+            db::connection_config(config),
             config.tls.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
@@ -116,10 +118,17 @@ impl HistoryReader {
             let origin = sampler::from_unix_ms(grid.first_ms);
             tasks.spawn(async move {
                 let client = pool.get().await?;
-                let statement = client.prepare_cached(&bucket_sql(s)).await?;
-                let rows = client
-                    .query(&statement, &[&host, &lo, &hi, &every_s, &step_s, &origin])
-                    .await?;
+                let sql = bucket_sql(s);
+                let params: [(&(dyn ToSql + Sync), Type); 6] = [
+                    (&host, Type::TEXT),
+                    (&lo, Type::TIMESTAMPTZ),
+                    (&hi, Type::TIMESTAMPTZ),
+                    (&every_s, Type::FLOAT8),
+                    (&step_s, Type::FLOAT8),
+                    (&origin, Type::TIMESTAMPTZ),
+                ];
+                let query = client.query_typed(&sql, &params);
+                let rows = db::in_transaction(&client, STATEMENT_TIMEOUT_MS, query).await?;
                 Ok::<_, Error>((s, rows))
             });
         }
@@ -155,8 +164,13 @@ impl HistoryReader {
     /// This host's windows whose rows are stamped in `(from, to]`, oldest first.
     pub async fn windows(&self, from: SystemTime, to: SystemTime) -> Result<Vec<Window>, Error> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(WINDOWS_BETWEEN).await?;
-        let rows = client.query(&statement, &[&self.host, &from, &to]).await?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&self.host, Type::TEXT),
+            (&from, Type::TIMESTAMPTZ),
+            (&to, Type::TIMESTAMPTZ),
+        ];
+        let query = client.query_typed(WINDOWS_BETWEEN, &params);
+        let rows = db::in_transaction(&client, STATEMENT_TIMEOUT_MS, query).await?;
         let mut windows: BTreeMap<i64, Window> = BTreeMap::new();
         self.add_rows(&mut windows, rows);
         Ok(windows.into_values().collect())

@@ -76,6 +76,19 @@ impl Error {
         }
     }
 
+    /// A row found no partition to go to (SQLSTATE 23514, check_violation: the DEFAULT
+    /// partition is gone). Making the days and writing again fixes it.
+    pub fn is_no_partition(&self) -> bool {
+        let postgres = match self {
+            Self::Postgres(e) => Some(e),
+            Self::Pool(deadpool_postgres::PoolError::Backend(e)) => Some(e),
+            _ => None,
+        };
+        postgres
+            .and_then(|e| e.code())
+            .is_some_and(|c| *c == tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    }
+
     /// The server is restarting or shutting down (admin shutdown, starting up, crash
     /// recovery): expected during maintenance, retried quietly.
     pub fn is_server_restart(&self) -> bool {

@@ -76,6 +76,8 @@ struct Writer {
     next_retention: Instant,
     backoff: Backoff,
     next_attempt: Instant,
+    /// How long after a window arrives it is sent: [`flush_offset`].
+    flush_offset: Duration,
 }
 
 /// What the writer tells `/health`, and the counts behind it.
@@ -176,6 +178,7 @@ impl Writer {
         let now = Instant::now();
         Self {
             queue: Queue::new(config.queue_capacity()),
+            flush_offset: flush_offset(&config.metrics_host, config.persist_interval),
             config,
             pool,
             client: None,
@@ -201,6 +204,7 @@ impl Writer {
 
     async fn run(mut self) {
         while self.inbox.is_some() {
+            let was_waiting = !self.queue.is_empty();
             let now = Instant::now();
             let wake = if self.has_work(now) {
                 self.next_attempt
@@ -216,6 +220,12 @@ impl Writer {
             }
             while let Some(w) = self.inbox.as_mut().and_then(|rx| rx.try_recv().ok()) {
                 self.queue.push(w);
+            }
+            if !was_waiting && !self.queue.is_empty() && self.report.state == WriterState::Connected
+            {
+                // A fleet closes its windows on the same grid line: each collector sends its
+                // own a stable while later, so the database sees an even stream.
+                self.next_attempt = self.next_attempt.max(Instant::now() + self.flush_offset);
             }
             // What arrived is pending before it is sent: `/health` never shows an empty
             // queue while a batch is in flight.
@@ -283,15 +293,30 @@ impl Writer {
             self.migrated = true;
         }
         if Instant::now() >= self.next_retention {
+            // Days made ahead first, so a write never waits on making one.
+            let days = db::days_around(SystemTime::now());
+            let make = db::make_days(&client, &days);
+            let made = meanwhile(
+                "making partitions",
+                STATEMENT_BOUND,
+                make,
+                inbox,
+                queue,
+                report,
+            )
+            .await?;
+            if made > 0 {
+                tracing::info!(made, "partitions made for the days ahead");
+            }
             let cutoff = SystemTime::now() - self.config.retention;
-            let host = &self.config.metrics_host;
-            let delete = db::delete_older_than(&client, host, cutoff);
-            let deleted =
-                meanwhile("retention", STATEMENT_BOUND, delete, inbox, queue, report).await?;
-            if deleted > 0 {
+            let drop = db::drop_older_than(&client, cutoff);
+            let (days, deleted) =
+                meanwhile("retention", STATEMENT_BOUND, drop, inbox, queue, report).await?;
+            if days > 0 || deleted > 0 {
                 tracing::info!(
+                    days,
                     deleted,
-                    "retention: deleted rows older than the retention period"
+                    "retention: dropped the days older than the retention period"
                 );
             }
             self.next_retention = Instant::now() + RETENTION_EVERY.min(self.config.retention);
@@ -301,7 +326,7 @@ impl Writer {
             let batch = db::Batch::new(&self.config.metrics_host, queue.front(n));
             let dropped = queue.dropped();
             let write = batch.write(&client);
-            let inserted = meanwhile(
+            let inserted = match meanwhile(
                 "writing a batch",
                 STATEMENT_BOUND,
                 write,
@@ -309,7 +334,36 @@ impl Writer {
                 queue,
                 report,
             )
-            .await?;
+            .await
+            {
+                // No partition took a row (someone dropped the DEFAULT one): make what the
+                // batch needs and write it again. The windows stay queued meanwhile.
+                Err(e) if e.is_no_partition() => {
+                    tracing::warn!(error = %e.summary(), "no partition for a batch; making its days");
+                    let days = batch.days();
+                    let make = db::make_days(&client, &days);
+                    meanwhile(
+                        "making partitions",
+                        STATEMENT_BOUND,
+                        make,
+                        inbox,
+                        queue,
+                        report,
+                    )
+                    .await?;
+                    let write = batch.write(&client);
+                    meanwhile(
+                        "writing a batch",
+                        STATEMENT_BOUND,
+                        write,
+                        inbox,
+                        queue,
+                        report,
+                    )
+                    .await?
+                }
+                done => done?,
+            };
             if inserted < batch.rows {
                 // The unique key kept these once: an earlier attempt wrote them and its
                 // reply was lost.
@@ -364,6 +418,23 @@ impl Writer {
     }
 }
 
+/// A stable delay in `[0, persist)` for `host`: its FNV-1a hash, as a fraction of the
+/// window. The same host gets the same offset on every start and every machine.
+pub(crate) fn flush_offset(host: &str, persist: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV-1a alone barely moves its top bits for a last byte that differs (host-0001,
+    // host-0002, ...): SplitMix64's finaliser spreads them.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    // The top 53 bits as a fraction in [0, 1): exact in an f64, never 1.
+    persist.mul_f64((h >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 /// Exponential back-off with ±25 % jitter, so a fleet does not reconnect in step.
 struct Backoff {
     current: Duration,
@@ -394,5 +465,39 @@ impl Backoff {
         let delay = self.current.mul_f64(factor);
         self.current = (self.current * 2).min(BACKOFF_MAX);
         delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_of_numbered_hosts_spreads_its_flushes_over_the_whole_window() {
+        let persist = Duration::from_secs(30);
+        let mut per_second = [0u32; 30];
+        for i in 0..10_000 {
+            let offset = flush_offset(&format!("host-{i:05}"), persist);
+            assert!(offset < persist, "{offset:?}");
+            per_second[offset.as_secs() as usize] += 1;
+        }
+        // 333 a second if even; a burst would put thousands in one second.
+        let (least, most) = (per_second.iter().min(), per_second.iter().max());
+        assert!(
+            least >= Some(&250) && most <= Some(&420),
+            "flushes per second of the window: {per_second:?}"
+        );
+    }
+
+    #[test]
+    fn a_hosts_offset_is_the_same_on_every_start() {
+        let persist = Duration::from_secs(30);
+        assert_eq!(
+            flush_offset("jetson-17", persist),
+            flush_offset("jetson-17", persist)
+        );
+        // Pinned: a change of hash would move every collector of a fleet at once.
+        assert_eq!(flush_offset("test-host", persist).as_millis(), 28_655);
+        assert_eq!(flush_offset("", Duration::ZERO), Duration::ZERO);
     }
 }

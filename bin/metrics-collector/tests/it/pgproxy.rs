@@ -162,8 +162,9 @@ fn copy_both(client: TcpStream, server: TcpStream, s: &Arc<Shared>) -> std::io::
 }
 
 /// Forwards messages both ways, noting the statement the collector prepares for its
-/// batches; when a batch of it is chosen, the reply is held back until the server says
-/// it is ready again (the implicit commit is done), then both connections are closed.
+/// batches; when a batch of it is chosen, the replies are held back until the server says
+/// it is idle again (the batch's transaction has committed), then both connections are
+/// closed.
 fn lose_replies(
     mut client: TcpStream,
     server: TcpStream,
@@ -185,9 +186,9 @@ fn lose_replies(
                 let mut parts = body.split(|b| *b == 0);
                 let name = parts.next().unwrap_or_default();
                 let query = parts.next().unwrap_or_default();
-                if contains(query, b"INSERT INTO metrics_cpu") {
-                    batch_statement = Some(name.to_vec());
-                }
+                // Statements are unnamed: each Parse says what the next Bind runs.
+                batch_statement =
+                    contains(query, b"INSERT INTO metrics_cpu").then(|| name.to_vec());
             }
             b'B' => {
                 // Decided at the Bind, before the server can answer any of the batch.
@@ -220,8 +221,9 @@ fn server_to_client(
 ) -> std::io::Result<()> {
     while let Ok((kind, message)) = read_typed(&mut from) {
         if armed.load(Ordering::SeqCst) {
-            if kind == b'Z' {
-                // Committed, and the client will never hear it.
+            // Ready for a query and idle (not in a transaction): the batch's transaction
+            // has committed, and the client will never hear it.
+            if kind == b'Z' && message.get(5) == Some(&b'I') {
                 s.lost.fetch_add(1, Ordering::Relaxed);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);

@@ -35,7 +35,7 @@ fn stat(mean: f64, min: f64, max: f64) -> Stat {
 
 /// Windows through the real writer, and a reader on the same database.
 async fn written(tag: &str, windows: Vec<Window>) -> (store::Config, store::HistoryReader) {
-    let config = test_database(tag).await;
+    let mut config = test_database(tag).await;
     let (handle, mut status, task) = store::spawn(config.clone()).unwrap();
     let n = windows.len() as u64;
     for w in windows {
@@ -50,6 +50,8 @@ async fn written(tag: &str, windows: Vec<Window>) -> (store::Config, store::Hist
     .await;
     drop(handle);
     task.await.unwrap();
+    // Written as 1 s windows (sent within a second), read as the 30 s windows they are.
+    config.persist_interval = Duration::from_secs(30);
     let reader = store::HistoryReader::new(&config, Duration::from_secs(5)).unwrap();
     (config, reader)
 }

@@ -251,3 +251,126 @@ async fn the_original_services_tables_keep_their_rows_and_age_them_out_like_ours
         .unwrap()
         .unwrap();
 }
+
+/// The schema as this service made it before day partitions (migrations V1 to V3).
+fn unpartitioned_schema() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+    [
+        "V1__metrics_tables.sql",
+        "V2__take_over_the_original_tables.sql",
+        "V3__window_extremes.sql",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(format!("{dir}/{f}")).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Every row of a table, as one count and one checksum: equal before and after means none
+/// lost, none twice, none changed.
+async fn fingerprint(client: &tokio_postgres::Client, table: &str) -> (i64, i64) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(sum(hashtext(t::text)::int8), 0)::int8 FROM {table} t"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn existing_tables_become_day_partitions_with_every_row_once_while_a_fleet_starts() {
+    let config = test_database("partition").await;
+    let mut a = connect(&config.host, config.port, &config.dbname).await;
+    a.batch_execute(&unpartitioned_schema()).await.unwrap();
+    // Three days of two hosts, one row from 100 days ago and one a clock 10 days ahead
+    // wrote; a view a consumer reads, and a role it reads as.
+    a.batch_execute(
+        "INSERT INTO metrics_cpu (host, timestamp, value, value_min, value_max)
+           SELECT h, now() - n * interval '10 minutes', n % 100, 0, 100
+           FROM generate_series(0, 431) n, unnest(ARRAY['a', 'b']) h;
+         INSERT INTO metrics_cpu (host, timestamp, value) VALUES
+           ('a', now() - interval '100 days', 1), ('a', now() + interval '10 days', 2);
+         INSERT INTO metrics_ram (host, timestamp, value)
+           SELECT 'a', now() - n * interval '1 hour', 50 FROM generate_series(0, 71) n;
+         INSERT INTO metrics_disk (host, timestamp, used, free, percent)
+           SELECT 'a', now() - n * interval '1 hour', n, 100 - n, n FROM generate_series(0, 71) n;
+         CREATE VIEW cpu_by_host AS SELECT host, count(*) AS n FROM metrics_cpu GROUP BY host;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'metrics_dashboard') THEN
+             CREATE ROLE metrics_dashboard;
+           END IF;
+         END $$;
+         GRANT SELECT ON metrics_cpu TO metrics_dashboard;",
+    )
+    .await
+    .unwrap();
+    let mut before = Vec::new();
+    for table in store::TABLES {
+        before.push(fingerprint(&a, table).await);
+    }
+
+    // A fleet upgraded at once: three collectors migrate together.
+    let mut b = connect(&config.host, config.port, &config.dbname).await;
+    let mut c = connect(&config.host, config.port, &config.dbname).await;
+    let (ra, rb, rc) = tokio::join!(
+        store::migrate(&mut a),
+        store::migrate(&mut b),
+        store::migrate(&mut c)
+    );
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
+
+    for (table, before) in store::TABLES.iter().zip(before) {
+        assert_eq!(
+            fingerprint(&a, table).await,
+            before,
+            "{table}: every row once"
+        );
+        let kind: i8 = a
+            .query_one(
+                "SELECT relkind::\"char\" FROM pg_class WHERE oid = $1::text::regclass",
+                &[table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kind as u8, b'p', "{table} is partitioned");
+        let left = count(
+            &a,
+            &format!("SELECT count(*) FROM pg_class WHERE relname = '{table}_unpartitioned'"),
+        )
+        .await;
+        assert_eq!(left, 0, "{table}: the old table is gone");
+    }
+    // The days with rows each have a partition of their own (the one 10 days ahead too);
+    // the row of 100 days ago, older than any day made, is in the DEFAULT partition.
+    let in_default = count(&a, "SELECT count(*) FROM metrics_cpu_default").await;
+    assert_eq!(in_default, 1);
+    let days = count(
+        &a,
+        "SELECT count(DISTINCT tableoid) FROM metrics_cpu WHERE timestamp > now() - interval '3 days' AND timestamp <= now()",
+    )
+    .await;
+    assert!((3..=4).contains(&days), "{days} day partitions hold 3 days");
+    // The consumer's view reads the new table, and its role still may.
+    assert_eq!(
+        count(&a, "SELECT sum(n)::int8 FROM cpu_by_host").await,
+        2 * 432 + 2
+    );
+    let may: bool = a
+        .query_one(
+            "SELECT has_table_privilege('metrics_dashboard', 'metrics_cpu', 'SELECT')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(may, "the grant was carried over");
+    let applied = count(&a, "SELECT count(*) FROM refinery_schema_history").await;
+    assert_eq!(applied, 4, "each migration recorded once");
+}

@@ -19,7 +19,8 @@ pub(crate) fn config(host: &str, port: u16, dbname: &str) -> store::Config {
         tls: store::Tls::default(),
         metrics_host: "test-host".into(),
         retention: Duration::from_secs(7 * 86_400),
-        persist_interval: Duration::from_secs(30),
+        // Short: a window is sent within a second of arriving (the per-host flush offset).
+        persist_interval: Duration::from_secs(1),
         flush_deadline: Duration::from_secs(3),
     }
 }

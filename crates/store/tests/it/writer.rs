@@ -82,19 +82,37 @@ async fn windows_become_one_row_per_table_once_and_nulls_write_nothing() {
 }
 
 #[tokio::test]
-async fn retention_deletes_this_hosts_old_rows_and_keeps_the_young() {
+async fn retention_drops_whole_expired_days_and_old_rows_of_the_default_partition() {
     let config = test_database("retention").await;
     let mut db = connect(&config.host, config.port, &config.dbname).await;
     store::migrate(&mut db).await.unwrap();
+    // A day 9 days ago with a partition of its own (as a collector running then made it),
+    // 12,000 rows 8 days ago with none (they are in the DEFAULT partition), and rows of
+    // 6 days ago that retention keeps.
     db.batch_execute(
-        "INSERT INTO metrics_cpu (host, timestamp, value)
+        "SELECT metrics_make_days(ARRAY[(now() AT TIME ZONE 'UTC')::date - 9]);
+         INSERT INTO metrics_cpu (host, timestamp, value)
+           SELECT 'other-host', date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                  - interval '9 days' + n * interval '1 second', 0
+           FROM generate_series(1, 3000) n;
+         INSERT INTO metrics_cpu (host, timestamp, value)
            SELECT 'test-host', now() - interval '8 days' - n * interval '1 second', 1 FROM generate_series(1, 12000) n;
          INSERT INTO metrics_cpu (host, timestamp, value) VALUES ('test-host', now() - interval '6 days', 2);
-         INSERT INTO metrics_cpu (host, timestamp, value) VALUES ('other-host', now() - interval '8 days', 3);
+         INSERT INTO metrics_cpu (host, timestamp, value) VALUES ('other-host', now() - interval '6 days', 3);
          INSERT INTO metrics_disk (host, timestamp, used, free, percent) VALUES ('test-host', now() - interval '9 days', 1, 1, 50);",
     )
     .await
     .unwrap();
+    let nine_days_ago: String = db
+        .query_one(
+            "SELECT 'metrics_cpu_p' || to_char((now() AT TIME ZONE 'UTC')::date - 9, 'YYYYMMDD')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let partitions = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'metrics_cpu'::regclass";
+    let before = count(&db, partitions).await;
     let (handle, mut status, _task) = store::spawn(config.clone()).unwrap();
     wait_status(
         &mut status,
@@ -103,7 +121,8 @@ async fn retention_deletes_this_hosts_old_rows_and_keeps_the_young() {
         |s| s.state == sampler::WriterState::Connected,
     )
     .await;
-    // 12,000 old rows go in batches of 5,000; the young row and the other host's stay.
+    // Every host's expired rows went: the old day as a table, the DEFAULT partition's
+    // 12,000 in batches of 5,000. The young rows stay.
     let values: Vec<(String, f64)> = db
         .query("SELECT host, value FROM metrics_cpu ORDER BY value", &[])
         .await
@@ -119,6 +138,95 @@ async fn retention_deletes_this_hosts_old_rows_and_keeps_the_young() {
         ]
     );
     assert_eq!(count(&db, "SELECT count(*) FROM metrics_disk").await, 0);
+    let gone = db
+        .query_opt(
+            "SELECT 1 FROM pg_class WHERE relname = $1",
+            &[&nine_days_ago],
+        )
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "{nine_days_ago} was dropped");
+    assert_eq!(count(&db, partitions).await, before - 1);
+    // Yesterday to 4 days ahead exist, and the DEFAULT partition.
+    let ahead = count(
+        &db,
+        "SELECT count(*) FROM generate_series(-1, 4) d
+         WHERE to_regclass('metrics_cpu_p' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD')) IS NOT NULL",
+    )
+    .await;
+    assert_eq!(ahead, 6);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'metrics_cpu_default'"
+        )
+        .await,
+        1
+    );
+    drop(handle);
+}
+
+#[tokio::test]
+async fn a_write_that_finds_no_partition_makes_it_and_keeps_every_window() {
+    let config = test_database("nopartition").await;
+    let db = connect(&config.host, config.port, &config.dbname).await;
+    let (handle, mut status, _task) = store::spawn(config.clone()).unwrap();
+    wait_status(
+        &mut status,
+        Duration::from_secs(20),
+        "migrated, days made",
+        |s| s.state == sampler::WriterState::Connected,
+    )
+    .await;
+    // Then an operator drops the DEFAULT partitions, and the next windows are from a day
+    // that has no partition (a backlog from 20 days ago): PostgreSQL refuses such rows
+    // (23514).
+    for table in store::TABLES {
+        db.batch_execute(&format!("DROP TABLE {table}_default"))
+            .await
+            .unwrap();
+    }
+    let old = SystemTime::now() - Duration::from_secs(20 * 86_400);
+    let refused = db
+        .execute(
+            "INSERT INTO metrics_cpu (host, timestamp, value) VALUES ('x', $1, 1)",
+            &[&old],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("23514"), "{refused}");
+    for i in 0..3 {
+        assert!(handle.send(window(old + Duration::from_secs(i), Some(i as f64))));
+    }
+    let s = wait_status(
+        &mut status,
+        Duration::from_secs(20),
+        "the three windows written",
+        |s| s.written_windows == 3 && s.pending_windows == 0,
+    )
+    .await;
+    assert_eq!((s.dropped_windows, s.duplicate_rows), (0, 0), "{s:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM metrics_cpu").await, 3);
+    // In a partition of their day, which was made, with the DEFAULT partitions again.
+    let day: String = db
+        .query_one(
+            "SELECT DISTINCT tableoid::regclass::text FROM metrics_cpu",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(day.starts_with("metrics_cpu_p"), "{day}");
+    for table in store::TABLES {
+        let made = db
+            .query_opt(
+                "SELECT 1 FROM pg_class WHERE relname = $1",
+                &[&format!("{table}_default")],
+            )
+            .await
+            .unwrap();
+        assert!(made.is_some(), "{table}_default made again");
+    }
     drop(handle);
 }
 
@@ -131,7 +239,7 @@ async fn a_full_queue_drops_the_oldest_windows_and_counts_them() {
         .unwrap()
         .port();
     let mut config = config("127.0.0.1", free, "nowhere");
-    config.retention = Duration::from_secs(16 * 30); // capacity: 17 windows
+    config.retention = Duration::from_secs(16); // capacity: 17 windows of 1 s
     config.password = Some("s3cret-do-not-print".into());
     assert_eq!(config.queue_capacity(), 17);
     let (handle, mut status, _task) = store::spawn(config.clone()).unwrap();
@@ -244,21 +352,22 @@ async fn reply_losing_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
                 let swallowing = AtomicBool::new(false);
                 let upstream = async {
                     let mut buf = vec![0u8; 64 * 1024];
-                    let mut prepared = false;
+                    let marker = b"INSERT INTO metrics_cpu";
                     loop {
                         let n = cr.read(&mut buf).await.unwrap_or(0);
                         if n == 0 {
                             return;
                         }
                         let chunk = &buf[..n];
-                        if prepared && armed.swap(false, Ordering::SeqCst) {
+                        // The batch's statement: from here on the server's replies are
+                        // swallowed, up to the one that says its transaction is over.
+                        if chunk.windows(marker.len()).any(|w| w == marker)
+                            && armed.swap(false, Ordering::SeqCst)
+                        {
                             swallowing.store(true, Ordering::SeqCst);
                         }
                         if sw.write_all(chunk).await.is_err() {
                             return;
-                        }
-                        if chunk.windows(7).any(|w| w == b"unnest(") {
-                            prepared = true;
                         }
                     }
                 };
