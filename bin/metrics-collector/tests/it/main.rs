@@ -25,3 +25,4 @@ mod settings;
 mod sse;
 mod stream;
 mod tls;
+mod webconfig;

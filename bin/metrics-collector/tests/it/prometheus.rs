@@ -339,7 +339,7 @@ fn the_numbers_are_the_json_of_the_same_sample() {
 }
 
 /// A free loopback port (bound, then let go, for a server started next).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -348,7 +348,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` of Prometheus' API as JSON (HTTP/1.0: the whole body, never chunked).
-fn prometheus_api(addr: SocketAddr, path: &str) -> Option<Value> {
+pub(crate) fn prometheus_api(addr: SocketAddr, path: &str) -> Option<Value> {
     let raw = format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n");
     let r = std::panic::catch_unwind(|| request(addr, &raw)).ok()?;
     (r.status == 200).then(|| r.json())
@@ -368,7 +368,7 @@ fn query(promql: &str) -> String {
 }
 
 /// The `result` vector of an instant query, once it has `want` entries.
-fn vector(addr: SocketAddr, promql: &str, want: usize) -> Vec<Value> {
+pub(crate) fn vector(addr: SocketAddr, promql: &str, want: usize) -> Vec<Value> {
     wait_for(
         Duration::from_secs(60),
         &format!("Prometheus to answer {promql}"),
