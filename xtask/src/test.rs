@@ -1,6 +1,8 @@
 //! `cargo xtask test`: every test of the workspace, with and without default features.
 
-use crate::util::{self, cargo, ensure_tool};
+use anyhow::Context;
+
+use crate::util::{self, cargo, ensure_tool, ensure_tool_with};
 use crate::{pg, python};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -50,6 +52,22 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .env("METRICS_TEST_POSTGRES", cluster.conninfo())
             .env("METRICS_TEST_PYTHON", &python),
     )?;
+    // Once more, the store's tests with its connections through PgBouncer in transaction
+    // mode, as a fleet reaches one database (no session state, no named statements).
+    ensure_tool_with("pgbouncer", || devpg::find_pgbouncer().is_some())?;
+    let bouncer = devpg::Bouncer::start(cluster.port(), 1000, 20)
+        .context("starting PgBouncer in front of the test PostgreSQL")?;
+    eprintln!(
+        "xtask: the store's tests again, through PgBouncer (transaction mode) on 127.0.0.1:{}",
+        bouncer.port()
+    );
+    util::run(
+        cargo()
+            .args(["test", "-p", "store", "--test", "it"])
+            .env("METRICS_TEST_POSTGRES", cluster.conninfo())
+            .env("METRICS_TEST_POOLER", bouncer.conninfo()),
+    )?;
+    drop(bouncer);
     let shots = util::root().join("target/screenshots");
     if shots.is_dir() {
         eprintln!(

@@ -7,6 +7,10 @@
 //! we are root (`initdb` refuses root), and waiting (bounded) until the server accepts.
 //! Does not own: installing PostgreSQL (xtask does that) or any schema.
 
+mod bouncer;
+
+pub use bouncer::{Bouncer, find_pgbouncer};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -9,9 +9,31 @@ pub(crate) fn server() -> (String, u16) {
     (host, port)
 }
 
+/// The pooler the store's own connections go through, when `METRICS_TEST_POOLER` names
+/// one (`host=… port=…`): `cargo xtask test` runs these tests a second time through
+/// PgBouncer in transaction mode. The tests' own connections stay direct.
+fn pooler() -> Option<(String, u16)> {
+    let conninfo = std::env::var("METRICS_TEST_POOLER").ok()?;
+    let setting = |key: &str| {
+        conninfo
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    };
+    let port = setting("port")?.parse().ok()?;
+    Some((
+        setting("host").unwrap_or_else(|| "127.0.0.1".to_owned()),
+        port,
+    ))
+}
+
 pub(crate) fn config(host: &str, port: u16, dbname: &str) -> store::Config {
+    // The test server's databases are reached through the pooler, when there is one.
+    let (host, port) = match pooler() {
+        Some(p) if (host.to_owned(), port) == server() => p,
+        _ => (host.to_owned(), port),
+    };
     store::Config {
-        host: host.to_owned(),
+        host,
         port,
         user: "postgres".into(),
         password: None,
@@ -25,7 +47,13 @@ pub(crate) fn config(host: &str, port: u16, dbname: &str) -> store::Config {
     }
 }
 
+/// A connection of the test's own, straight to the server (past the pooler, if `host` and
+/// `port` are the pooler's): the tests' queries use named prepared statements.
 pub(crate) async fn connect(host: &str, port: u16, dbname: &str) -> Client {
+    let (host, port) = match pooler() {
+        Some(p) if (host.to_owned(), port) == p => server(),
+        _ => (host.to_owned(), port),
+    };
     let (client, connection) = tokio_postgres::connect(
         &format!("host={host} port={port} user=postgres dbname={dbname}"),
         NoTls,
