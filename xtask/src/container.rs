@@ -6,6 +6,10 @@
 //! container's overlay) and that rows arrive, then `docker stop`s it and checks exit code
 //! 0 and the last window flushed.
 //!
+//! Once more with `METRICS_WEB_CONFIG` (TLS with a certificate made for the run, and
+//! `basic_auth_users`), the files mounted read-only: the health check must say healthy,
+//! and HTTPS to the same port answers 200 with the password, 401 with a wrong one.
+//!
 //! Locked down as compose runs it: `--read-only --cap-drop ALL --security-opt
 //! no-new-privileges`. Checked from the host, as the kernel sees the container's PID 1
 //! (the image has no shell to ask from inside): no capability in any set (`CapEff`,
@@ -211,6 +215,10 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
     }
     docker(&["rm", "-f", NAME])?;
 
+    // The same image and settings with METRICS_WEB_CONFIG: HTTPS and a password.
+    web_config(&run, listen)?;
+    docker(&["rm", "-f", NAME])?;
+
     // docker stop half-way through a long window: PID 1 gets SIGTERM, flushes the open
     // window (its only row) and exits 0.
     let mut run = run.clone();
@@ -259,6 +267,154 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
         "xtask: container smoke test passed in {:.0} s, image build included (image {:.1} MB, last window flushed, exit 0 on docker stop)",
         started.elapsed().as_secs_f64(),
         size.parse::<f64>().unwrap_or(0.0) / 1e6
+    );
+    Ok(())
+}
+
+/// The user and password of the TLS run's `basic_auth_users`.
+const WEB_USER: &str = "prometheus";
+const WEB_PASSWORD: &str = "smoke-web-password";
+/// bcrypt of [`WEB_PASSWORD`], cost 4 (made once with the `bcrypt` crate, 0.19:
+/// `bcrypt::hash(WEB_PASSWORD, 4)`); the run below checks that it is the right one.
+const WEB_PASSWORD_HASH: &str = "$2b$04$Rx/FUh0saxd7SDnXO89UM.rNxv35LFNXyOko7erfft0TPYZ91KV1m";
+
+/// The container once more (`run`, the first run's arguments) with `METRICS_WEB_CONFIG`:
+/// `tls_server_config` with a certificate made here (openssl, for 127.0.0.1) and
+/// `basic_auth_users`, the files mounted read-only. Docker's health check (the image's
+/// `healthcheck`, over TLS to the server's own certificate, a 401 counting as alive) must
+/// say healthy; from the host, over HTTPS to the same port (curl trusting only that
+/// certificate), the right password gets 200 and a wrong one, or none, 401; plain HTTP
+/// gets 400. Then `docker stop`: exit 0.
+fn web_config(run: &[&str], listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    util::ensure_tool("openssl", "openssl")?;
+    util::ensure_tool("curl", "curl")?;
+    let dir = util::root().join("target/container-web");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    util::run(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=metrics-collector-smoke"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null()),
+    )?;
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n\
+             basic_auth_users:\n  {WEB_USER}: '{WEB_PASSWORD_HASH}'\n"
+        ),
+    )
+    .context("writing target/container-web/web.yml")?;
+    // The container runs as 65532: a throwaway key, readable by it.
+    for (path, mode) in [(&dir, 0o755), (&cert, 0o644), (&key, 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
+    let mount = format!("{}:/etc/metrics-collector:ro", dir.display());
+    let mut run = run.to_vec();
+    let image_at = run.len() - 1;
+    run.splice(
+        image_at..image_at,
+        [
+            "-v",
+            &mount,
+            "-e",
+            "METRICS_WEB_CONFIG=/etc/metrics-collector/web.yml",
+            "-e",
+            "METRICS_HOST=smoke-web",
+        ],
+    );
+    docker(&run)?;
+    let ran = Instant::now();
+    wait_for(
+        "the health check to turn healthy with TLS and basic auth",
+        Duration::from_secs(60),
+        || {
+            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", NAME])?;
+            if status == "unhealthy" {
+                bail!(
+                    "the container is unhealthy with METRICS_WEB_CONFIG: {}",
+                    logs()
+                );
+            }
+            if docker(&["inspect", "-f", "{{.State.Running}}", NAME])? != "true" {
+                bail!("the container exited with METRICS_WEB_CONFIG: {}", logs());
+            }
+            Ok(status == "healthy")
+        },
+    )?;
+    eprintln!(
+        "xtask: container healthy over TLS with basic auth {:.1} s after docker run",
+        ran.elapsed().as_secs_f64()
+    );
+
+    let url = format!("https://{listen}/health");
+    let status = |user: Option<&str>| -> anyhow::Result<String> {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--max-time", "5", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--cacert"])
+            .arg(&cert);
+        if let Some(user) = user {
+            curl.args(["-u", user]);
+        }
+        let out = curl.arg(&url).output().context("running curl")?;
+        if !out.status.success() {
+            bail!(
+                "curl {url}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let right = format!("{WEB_USER}:{WEB_PASSWORD}");
+    // Healthy says only that it answers (401 counts): 503 until the first samples.
+    wait_for(
+        "GET /health over HTTPS, right password: 200",
+        Duration::from_secs(15),
+        || match status(Some(&right))?.as_str() {
+            "200" => Ok(true),
+            "503" => Ok(false),
+            other => bail!(
+                "GET {url} with the right password: {other}; logs:\n{}",
+                logs()
+            ),
+        },
+    )?;
+    let wrong = format!("{WEB_USER}:not-{WEB_PASSWORD}");
+    for (what, user) in [
+        ("a wrong password", Some(wrong.as_str())),
+        ("no password", None),
+    ] {
+        let code = status(user)?;
+        if code != "401" {
+            bail!("GET {url} with {what}: {code}, expected 401");
+        }
+    }
+    let plain = http_get(listen, "/health")?;
+    if !plain.starts_with("HTTP/1.1 400") {
+        bail!(
+            "plain HTTP to the HTTPS port: {:?}, expected 400",
+            plain.lines().next()
+        );
+    }
+    docker(&["stop", "-t", "15", NAME])?;
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", NAME])?;
+    if code != "0" {
+        bail!("docker stop with TLS: exit code {code}; logs:\n{}", logs());
+    }
+    eprintln!(
+        "xtask: container with METRICS_WEB_CONFIG (TLS, basic auth): healthy, HTTPS 200 with \
+         the password, 401 with a wrong one or none, plain HTTP 400, {:.1} s in all",
+        ran.elapsed().as_secs_f64()
     );
     Ok(())
 }
