@@ -523,9 +523,13 @@ fn postgres_killed_in_the_middle_of_a_batch() {
         || {
             let rows = rt
                 .block_on(locker.query(
-                    "SELECT count(*) FROM pg_stat_activity
-                  WHERE application_name = 'metrics-collector' AND wait_event_type = 'Lock'
-                    AND query LIKE '%INSERT INTO metrics_cpu%'",
+                    // By the lock it waits for, not by pg_stat_activity's query and
+                    // state: a statement that waits while it is parsed is shown there
+                    // as the one before it, idle.
+                    "SELECT count(*) FROM pg_stat_activity a
+                       JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
+                      WHERE a.application_name = 'metrics-collector'
+                        AND l.relation = 'metrics_disk'::regclass",
                     &[],
                 ))
                 .unwrap();

@@ -171,9 +171,13 @@ fn buckets_are_the_mean_and_extremes_of_the_samples_taken_and_gaps_are_null() {
         if k % 2 == 0 {
             proc.set_ram(values[(k / 2) % values.len()]);
         }
-        let b = stream
-            .next_sample(Duration::from_secs(5))
-            .expect("a sample");
+        let Some(b) = stream.next_sample(Duration::from_secs(10)) else {
+            panic!(
+                "no sample within 10 s after {k} (stream ended: {}); log:\n{}",
+                stream.ended(),
+                svc.log()
+            );
+        };
         if let Some(ram) = b.json()["ram"].as_f64() {
             samples.insert(b.id.unwrap(), ram);
         }

@@ -133,6 +133,11 @@ impl Sse {
         }
     }
 
+    /// Whether the server ended the body (its last chunk came).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// The next block, within `timeout`; `None` when the stream ended or nothing came.
     pub(crate) fn next(&mut self, timeout: Duration) -> Option<Block> {
         let deadline = Instant::now() + timeout;
