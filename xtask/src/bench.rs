@@ -19,6 +19,9 @@
 //! `cargo xtask bench stream` (`bench/stream.rs`) measures `/metrics/stream` fan-out instead:
 //! CPU per delivered sample, latency and RSS per subscriber beside a bare-socket floor.
 //!
+//! `cargo xtask bench fleet` (`bench/fleet.rs`) measures one PostgreSQL serving a simulated
+//! fleet of collectors instead: window commit latency, throughput and what bounds it.
+//!
 //! `cargo xtask bench fuzz` (`bench/fuzz.rs`) plays the HTTP fuzzer's cases against a release
 //! build instead: cases per second, the answers, problems, and `/metrics` latency meanwhile.
 //!
@@ -38,6 +41,7 @@ use anyhow::{Context, bail};
 
 use crate::util::{self, cargo};
 
+mod fleet;
 mod fuzz;
 mod hang;
 mod stream;
@@ -56,7 +60,10 @@ const USAGE: &str =
        cargo xtask bench stream [--subscribers N,N] [--samples N] [--interval S]
                   stream fan-out instead (see `cargo xtask bench stream --help`)
        cargo xtask bench fuzz [--cases N] [--seed S] [--workers N]
-                  the HTTP fuzzer's cases against a release build (see `--help`)";
+                  the HTTP fuzzer's cases against a release build (see `--help`)
+       cargo xtask bench fleet [--collectors N] [--interval S] [--minutes M]
+                  one durable PostgreSQL behind PgBouncer serving N simulated collectors
+                  (the real store code) (see `--help`)";
 
 /// How long a server may take to answer its first 200.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -183,6 +190,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     if args.first().map(String::as_str) == Some("fuzz") {
         return fuzz::run(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("fleet") {
+        return fleet::run(&args[1..]);
     }
     let Some(options) = parse_args(args)? else {
         return Ok(());
@@ -731,7 +741,7 @@ impl Drop for Floor {
 }
 
 /// Date, machine and tool versions, for the record.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
         .output()

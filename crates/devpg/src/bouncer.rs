@@ -49,6 +49,7 @@ impl Bouncer {
              [pgbouncer]\n\
              listen_addr = 127.0.0.1\n\
              listen_port = {port}\n\
+             listen_backlog = 4096\n\
              unix_socket_dir =\n\
              auth_type = trust\n\
              auth_file = {users}\n\
@@ -59,6 +60,9 @@ impl Bouncer {
              logfile = {log}\n\
              pidfile = {pid}\n\
              admin_users = postgres\n\
+             stats_users = postgres\n\
+             log_connections = 0\n\
+             log_disconnections = 0\n\
              server_reset_query =\n",
             users = dir.join("users.txt").display(),
             log = dir.join("pgbouncer.log").display(),
@@ -145,7 +149,7 @@ impl Bouncer {
     }
 
     /// PgBouncer's own pid (not the `runuser` wrapper's), from its pidfile.
-    fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join("pgbouncer.pid"))
             .ok()?
             .trim()

@@ -24,7 +24,7 @@ pub use db::{TABLES, migrate, migrate_database};
 pub use history::HistoryReader;
 pub use queue::Queue;
 pub use tls::{SslMode, Tls, TlsError};
-pub use writer::{Handle, spawn};
+pub use writer::{Handle, flush_offset, spawn};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -420,7 +420,7 @@ impl Writer {
 
 /// A stable delay in `[0, persist)` for `host`: its FNV-1a hash, as a fraction of the
 /// window. The same host gets the same offset on every start and every machine.
-pub(crate) fn flush_offset(host: &str, persist: Duration) -> Duration {
+pub fn flush_offset(host: &str, persist: Duration) -> Duration {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in host.bytes() {
         h ^= u64::from(b);
