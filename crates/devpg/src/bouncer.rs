@@ -1,6 +1,7 @@
 //! A throwaway PgBouncer in transaction mode in front of a [`Cluster`](crate::Cluster):
 //! how a fleet reaches one PostgreSQL, for the tests that prove the collector works
-//! through it. Run as the `postgres` user when we are root (PgBouncer refuses root).
+//! through it. Run as the `postgres` user when we are root (PgBouncer refuses root), with
+//! the open-files limit of the process that starts it.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -86,8 +87,10 @@ impl Bouncer {
                     output: dir.display().to_string(),
                 });
             }
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
+            // Its own `-u`, not runuser: runuser's PAM session would reset the open-files
+            // limit to 1024, which a fleet's client connections exceed.
+            let mut c = Command::new(&exe);
+            c.args(["-u", "postgres"]);
             c
         } else {
             Command::new(&exe)
@@ -148,7 +151,7 @@ impl Bouncer {
         &self.dir
     }
 
-    /// PgBouncer's own pid (not the `runuser` wrapper's), from its pidfile.
+    /// PgBouncer's pid, from its pidfile.
     pub fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join("pgbouncer.pid"))
             .ok()?

@@ -200,7 +200,7 @@ impl refinery_core::traits::r#async::AsyncQuery<Vec<refinery::Migration>> for Lo
     }
 }
 
-/// The rows of some windows, as the one INSERT statement's array parameters: built from
+/// The rows of some windows, as `metrics_write`'s array parameters: built from
 /// the queue, then written without borrowing it (windows keep arriving meanwhile).
 pub(crate) struct Batch {
     host: String,
@@ -242,8 +242,8 @@ impl Batch {
         b
     }
 
-    /// Writes the rows to the five tables in one statement (one round trip), skipping rows
-    /// already there. Returns how many rows were inserted.
+    /// Writes the rows to the five tables in one statement (one round trip, its own
+    /// transaction), skipping rows already there. Returns how many rows were inserted.
     pub(crate) async fn write(&self, client: &Client) -> Result<u64, Error> {
         let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
             (&self.host, Type::TEXT),
@@ -255,12 +255,7 @@ impl Batch {
             (&self.free as _, Type::INT8_ARRAY),
             (&self.percent as _, Type::FLOAT8_ARRAY),
         ]);
-        let rows = in_transaction(
-            client,
-            STATEMENT_TIMEOUT_MS,
-            client.query_typed(INSERT, &params),
-        )
-        .await?;
+        let rows = client.query_typed(WRITE, &params).await?;
         let inserted = rows.first().map_or(0, |r| r.get::<_, i64>(0));
         Ok(u64::try_from(inserted).unwrap_or(0))
     }
@@ -278,38 +273,11 @@ impl Batch {
     }
 }
 
-const INSERT: &str = "
-WITH w AS (
-    SELECT * FROM unnest($2::timestamptz[],
-                         $3::float8[], $4::float8[], $5::float8[],
-                         $6::float8[], $7::float8[], $8::float8[],
-                         $9::float8[], $10::float8[], $11::float8[],
-                         $12::float8[], $13::float8[], $14::float8[],
-                         $15::int8[], $16::int8[], $17::float8[])
-        AS w(ts, cpu, cpu_min, cpu_max, ram, ram_min, ram_max, gpu, gpu_min, gpu_max,
-             temperature, temperature_min, temperature_max, used, free, percent)
-), c AS (
-    INSERT INTO metrics_cpu (host, timestamp, value, value_min, value_max)
-    SELECT $1, ts, cpu, cpu_min, cpu_max FROM w WHERE cpu IS NOT NULL
-    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
-), r AS (
-    INSERT INTO metrics_ram (host, timestamp, value, value_min, value_max)
-    SELECT $1, ts, ram, ram_min, ram_max FROM w WHERE ram IS NOT NULL
-    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
-), g AS (
-    INSERT INTO metrics_gpu (host, timestamp, value, value_min, value_max)
-    SELECT $1, ts, gpu, gpu_min, gpu_max FROM w WHERE gpu IS NOT NULL
-    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
-), t AS (
-    INSERT INTO metrics_temperature (host, timestamp, value, value_min, value_max)
-    SELECT $1, ts, temperature, temperature_min, temperature_max FROM w WHERE temperature IS NOT NULL
-    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
-), d AS (
-    INSERT INTO metrics_disk (host, timestamp, used, free, percent) SELECT $1, ts, used, free, percent FROM w WHERE percent IS NOT NULL
-    ON CONFLICT (host, timestamp) DO NOTHING RETURNING 1
-)
-SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM r) + (SELECT count(*) FROM g)
-     + (SELECT count(*) FROM t) + (SELECT count(*) FROM d)";
+/// A batch is one call of `metrics_write` (migration V5): one statement, so one
+/// transaction and one round trip, with its five INSERTs planned once per server
+/// connection. Its own `lock_timeout` bounds a wait on a lock.
+pub const WRITE: &str = "SELECT metrics_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     $13, $14, $15, $16, $17)";
 
 /// Makes every table's DEFAULT partition and its partitions for `days` where missing
 /// (`metrics_make_days`, migration V4). Returns how many were made.

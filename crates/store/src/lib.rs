@@ -20,7 +20,7 @@ mod writer;
 use std::fmt;
 use std::time::Duration;
 
-pub use db::{TABLES, migrate, migrate_database};
+pub use db::{TABLES, WRITE, migrate, migrate_database};
 pub use history::HistoryReader;
 pub use queue::Queue;
 pub use tls::{SslMode, Tls, TlsError};

@@ -187,8 +187,7 @@ fn lose_replies(
                 let name = parts.next().unwrap_or_default();
                 let query = parts.next().unwrap_or_default();
                 // Statements are unnamed: each Parse says what the next Bind runs.
-                batch_statement =
-                    contains(query, b"INSERT INTO metrics_cpu").then(|| name.to_vec());
+                batch_statement = contains(query, b"SELECT metrics_write(").then(|| name.to_vec());
             }
             b'B' => {
                 // Decided at the Bind, before the server can answer any of the batch.

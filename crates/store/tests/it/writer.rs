@@ -352,7 +352,7 @@ async fn reply_losing_proxy(server_port: u16, armed: Arc<AtomicBool>) -> u16 {
                 let swallowing = AtomicBool::new(false);
                 let upstream = async {
                     let mut buf = vec![0u8; 64 * 1024];
-                    let marker = b"INSERT INTO metrics_cpu";
+                    let marker = b"SELECT metrics_write(";
                     loop {
                         let n = cr.read(&mut buf).await.unwrap_or(0);
                         if n == 0 {
