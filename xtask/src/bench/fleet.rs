@@ -94,7 +94,10 @@ const GOAL_P99_MS: f64 = 1000.0;
 /// A step keeps up when it commits at least this share of what was offered.
 const KEEPS_UP: f64 = 0.97;
 /// Windows before the measured ones.
-const WARM_UP: Duration = Duration::from_secs(10);
+// 30 s: a fresh database's server connections plan, compile `metrics_write` and fill
+// their caches in the first windows (at 4x: p99 1.26 s after 10 s of warm-up, 129 ms
+// after 30 s).
+const WARM_UP: Duration = Duration::from_secs(30);
 /// How long a fleet may take to connect and migrate.
 const START_WITHIN: Duration = Duration::from_secs(900);
 /// Own writers connecting at once.
@@ -661,6 +664,16 @@ async fn run_phase(
     }
     phase.commit_ms.sort_by(f64::total_cmp);
     phase.e2e_ms.sort_by(f64::total_cmp);
+    // PgBouncer keeps a pool of server connections per database: closed now, so the next
+    // phase's pool (and the watch's own connections) fit under max_connections.
+    if let Some(port) = watch.bouncer_port {
+        let admin = connect(port, "pgbouncer").await?;
+        admin
+            .simple_query(&format!("KILL {db}"))
+            .await
+            .with_context(|| format!("closing PgBouncer's pool of {db}"))?;
+    }
+    eprintln!("xtask: {}", phase.row());
     Ok(phase)
 }
 
@@ -1404,10 +1417,16 @@ fn phase_table<'a>(r: &mut String, phases: impl Iterator<Item = (String, &'a Pha
         "| mode | start s | measured s | offered tx/s | rows/s | committed tx/s | windows written | commit p50 | p99 | max | send→durable p99 | postgres CPU % | pgbouncer CPU % | generator CPU % | machine busy % | WAL MB/s | WAL syncs/s | ms/sync | FPI/s | checkpoints | disk writes/s | disk MB/s | disk flushes/s | disk busy % | pool wait µs/tx | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for (name, p) in phases {
-        let u = &p.usage;
-        let _ = writeln!(
-            r,
-            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
+        let _ = writeln!(r, "| {name} | {}", p.row());
+    }
+}
+
+impl Phase {
+    /// This phase's cells of the phase table, after the mode's.
+    fn row(&self) -> String {
+        let (p, u) = (self, &self.usage);
+        format!(
+            "{:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
             p.startup_s,
             p.measured_s,
             p.offered_tx(),
@@ -1434,6 +1453,6 @@ fn phase_table<'a>(r: &mut String, phases: impl Iterator<Item = (String, &'a Pha
             u.disk_busy,
             u.bouncer_wait_us,
             if p.passes() { "PASS" } else { "FAIL" },
-        );
+        )
     }
 }
