@@ -952,21 +952,30 @@ pub(crate) fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of the whole process (every thread, dead ones included), in clock ticks.
-pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+/// `/proc/PID/stat` from field 3 on (index `i` is proc(5)'s field `i + 3`: 1 the ppid,
+/// 11 and 12 utime and stime, 13 and 14 cutime and cstime), as numbers; a field that is
+/// not one (the state) reads 0.
+pub(crate) fn stat_fields(pid: u32) -> anyhow::Result<Vec<u64>> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Field 2 (comm) is in parentheses and may hold spaces: fields from 3 on follow ") ".
-    let fields: Vec<&str> = stat
+    let (_, rest) = stat
         .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_ascii_whitespace().collect())
-        .unwrap_or_default();
-    // proc(5): utime is field 14, stime field 15, i.e. the 12th and 13th after comm.
+        .with_context(|| format!("{path}: no command name"))?;
+    Ok(rest
+        .split_ascii_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect())
+}
+
+/// utime + stime of the whole process (every thread, dead ones included), in clock ticks.
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let fields = stat_fields(pid)?;
     let field = |i: usize| -> anyhow::Result<u64> {
         fields
             .get(i)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{path}: no field {}", i + 3))
+            .copied()
+            .with_context(|| format!("/proc/{pid}/stat: no field {}", i + 3))
     };
     Ok(field(11)? + field(12)?)
 }

@@ -154,17 +154,7 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
     docker(&run)?;
     let ran = Instant::now();
 
-    wait_for(
-        "the health check to turn healthy",
-        Duration::from_secs(60),
-        || {
-            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", NAME])?;
-            if status == "unhealthy" {
-                bail!("the container is unhealthy: {}", logs());
-            }
-            Ok(status == "healthy")
-        },
-    )?;
+    wait_healthy("")?;
     eprintln!(
         "xtask: container healthy {:.1} s after docker run",
         ran.elapsed().as_secs_f64()
@@ -271,6 +261,25 @@ pub(crate) fn smoke() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (60 s at most) for Docker's health check on [`NAME`] to say healthy; an unhealthy
+/// or exited container fails at once, with its logs. `with` names the run in messages.
+fn wait_healthy(with: &str) -> anyhow::Result<()> {
+    wait_for(
+        &format!("the health check to turn healthy{with}"),
+        Duration::from_secs(60),
+        || {
+            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", NAME])?;
+            if status == "unhealthy" {
+                bail!("the container is unhealthy{with}: {}", logs());
+            }
+            if docker(&["inspect", "-f", "{{.State.Running}}", NAME])? != "true" {
+                bail!("the container exited{with}: {}", logs());
+            }
+            Ok(status == "healthy")
+        },
+    )
+}
+
 /// The user and password of the TLS run's `basic_auth_users`.
 const WEB_USER: &str = "prometheus";
 const WEB_PASSWORD: &str = "smoke-web-password";
@@ -335,23 +344,7 @@ fn web_config(run: &[&str], listen: std::net::SocketAddr) -> anyhow::Result<()> 
     );
     docker(&run)?;
     let ran = Instant::now();
-    wait_for(
-        "the health check to turn healthy with TLS and basic auth",
-        Duration::from_secs(60),
-        || {
-            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", NAME])?;
-            if status == "unhealthy" {
-                bail!(
-                    "the container is unhealthy with METRICS_WEB_CONFIG: {}",
-                    logs()
-                );
-            }
-            if docker(&["inspect", "-f", "{{.State.Running}}", NAME])? != "true" {
-                bail!("the container exited with METRICS_WEB_CONFIG: {}", logs());
-            }
-            Ok(status == "healthy")
-        },
-    )?;
+    wait_healthy(" with METRICS_WEB_CONFIG")?;
     eprintln!(
         "xtask: container healthy over TLS with basic auth {:.1} s after docker run",
         ran.elapsed().as_secs_f64()

@@ -49,7 +49,7 @@ use tokio::sync::Semaphore;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use super::{clock_ticks_per_second, cpu_ticks, machine, print_report, target_dir};
+use super::{clock_ticks_per_second, cpu_ticks, machine, print_report, stat_fields, target_dir};
 use crate::util::{self, cargo, root};
 
 const USAGE: &str = "usage: cargo xtask bench fleet [--collectors N] [--interval S] [--minutes M] [--compare-minutes M]
@@ -543,6 +543,39 @@ struct Phase {
 }
 
 impl Phase {
+    /// This phase's cells of the phase table, after the mode's.
+    fn row(&self) -> String {
+        let (p, u) = (self, &self.usage);
+        format!(
+            "{:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
+            p.startup_s,
+            p.measured_s,
+            p.offered_tx(),
+            p.offered_tx() * ROWS_PER_WINDOW,
+            u.xact_per_s,
+            p.written,
+            p.sent,
+            ms(p.p(0.5)),
+            ms(p.p(0.99)),
+            ms(p.commit_ms.last().copied().unwrap_or(f64::NAN)),
+            ms(percentile(&p.e2e_ms, 0.99)),
+            u.pg_cpu,
+            u.bouncer_cpu,
+            u.self_cpu,
+            u.machine_busy,
+            u.wal_mb_s,
+            u.wal_syncs_s,
+            u.wal_sync_ms,
+            u.wal_fpi_s,
+            u.checkpoints,
+            u.disk_writes_s,
+            u.disk_mb_s,
+            u.disk_flushes_s,
+            u.disk_busy,
+            u.bouncer_wait_us,
+            if p.passes() { "PASS" } else { "FAIL" },
+        )
+    }
     fn offered_tx(&self) -> f64 {
         self.collectors as f64 / self.interval_s
     }
@@ -556,17 +589,20 @@ impl Phase {
     }
     fn one_line(&self) -> String {
         format!(
-            "{}: offered {:.0} tx/s, committed {:.0} tx/s; {} of {} windows written; commit min {:.1} p50 {:.1} ms p99 {:.1} ms max {:.1} ms; send→durable p50 {:.1} ms; {}",
+            "{}: offered {:.0} tx/s, committed {:.0} tx/s; {} of {} windows written ({} refused by a writer's inbox or failed); commit min {:.1} p50 {:.1} ms p99 {:.1} ms max {:.1} ms; send→durable p50 {:.1} ms; postgres CPU {:.0} %, machine busy {:.0} %; {}",
             self.mode,
             self.offered_tx(),
             self.usage.xact_per_s,
             self.written,
             self.sent,
+            self.errors,
             self.commit_ms.first().copied().unwrap_or(f64::NAN),
             self.p(0.5),
             self.p(0.99),
             self.commit_ms.last().copied().unwrap_or(f64::NAN),
             percentile(&self.e2e_ms, 0.5),
+            self.usage.pg_cpu,
+            self.usage.machine_busy,
             if self.passes() { "PASS" } else { "FAIL" }
         )
     }
@@ -673,7 +709,6 @@ async fn run_phase(
             .await
             .with_context(|| format!("closing PgBouncer's pool of {db}"))?;
     }
-    eprintln!("xtask: {}", phase.row());
     Ok(phase)
 }
 
@@ -1054,7 +1089,8 @@ async fn bouncer_stats(port: u16) -> anyhow::Result<[f64; 2]> {
 
 /// CPU ticks of `pid`, its live children and (through cutime/cstime) those that ended.
 fn tree_ticks(pid: u32) -> u64 {
-    let own = stat_fields(pid).map_or(0, |f| f[11] + f[12] + f[13] + f[14]);
+    let sum = |f: &[u64], at: &[usize]| at.iter().filter_map(|&i| f.get(i)).sum::<u64>();
+    let own = stat_fields(pid).map_or(0, |f| sum(&f, &[11, 12, 13, 14]));
     let mut children = 0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(child) = entry
@@ -1064,24 +1100,13 @@ fn tree_ticks(pid: u32) -> u64 {
         else {
             continue;
         };
-        if let Some(f) = stat_fields(child)
-            && f[1] == u64::from(pid)
+        if let Ok(f) = stat_fields(child)
+            && f.get(1) == Some(&u64::from(pid))
         {
-            children += f[11] + f[12];
+            children += sum(&f, &[11, 12]);
         }
     }
     own + children
-}
-
-/// `/proc/PID/stat` after the command name, as numbers (field 4, the ppid, is index 1).
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    Some(
-        rest.split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect(),
-    )
 }
 
 /// (busy, total) ticks of the machine, `/proc/stat`'s first line (busy = total - idle - iowait).
@@ -1418,41 +1443,5 @@ fn phase_table<'a>(r: &mut String, phases: impl Iterator<Item = (String, &'a Pha
     );
     for (name, p) in phases {
         let _ = writeln!(r, "| {name} | {}", p.row());
-    }
-}
-
-impl Phase {
-    /// This phase's cells of the phase table, after the mode's.
-    fn row(&self) -> String {
-        let (p, u) = (self, &self.usage);
-        format!(
-            "{:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
-            p.startup_s,
-            p.measured_s,
-            p.offered_tx(),
-            p.offered_tx() * ROWS_PER_WINDOW,
-            u.xact_per_s,
-            p.written,
-            p.sent,
-            ms(p.p(0.5)),
-            ms(p.p(0.99)),
-            ms(p.commit_ms.last().copied().unwrap_or(f64::NAN)),
-            ms(percentile(&p.e2e_ms, 0.99)),
-            u.pg_cpu,
-            u.bouncer_cpu,
-            u.self_cpu,
-            u.machine_busy,
-            u.wal_mb_s,
-            u.wal_syncs_s,
-            u.wal_sync_ms,
-            u.wal_fpi_s,
-            u.checkpoints,
-            u.disk_writes_s,
-            u.disk_mb_s,
-            u.disk_flushes_s,
-            u.disk_busy,
-            u.bouncer_wait_us,
-            if p.passes() { "PASS" } else { "FAIL" },
-        )
     }
 }
