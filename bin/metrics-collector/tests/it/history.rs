@@ -172,9 +172,14 @@ fn buckets_are_the_mean_and_extremes_of_the_samples_taken_and_gaps_are_null() {
             proc.set_ram(values[(k / 2) % values.len()]);
         }
         let Some(b) = stream.next_sample(Duration::from_secs(10)) else {
+            // Whether the sampler stalled or only the stream did: /health says how old the
+            // latest sample is, the threads' states say where each one waits.
+            let threads = thread_states(svc.pid());
+            let health = health_within(svc.addr, Duration::from_secs(2));
             panic!(
-                "no sample within 10 s after {k} (stream ended: {}); log:\n{}",
+                "no sample within 10 s after {k} (stream ended: {}); /health: {}\nthreads:\n{threads}log:\n{}",
                 stream.ended(),
+                health,
                 svc.log()
             );
         };
@@ -429,4 +434,43 @@ fn a_restart_keeps_history_and_memory_answers_while_postgres_is_stopped() {
     // From then to now: both.
     let mixed = history(&second, "start=-259200&step=86400&metrics=cpu");
     assert_eq!(mixed["source"], "mixed", "{mixed}");
+}
+
+/// `/health`'s body, or why there was none within `timeout` (a stopped process answers
+/// nothing).
+fn health_within(addr: std::net::SocketAddr, timeout: Duration) -> String {
+    use std::io::Read;
+    let attempt = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    attempt().unwrap_or_else(|e| format!("no answer: {e}"))
+}
+
+/// Each thread of `pid`: its name, its state and the kernel function it sleeps in.
+fn thread_states(pid: i32) -> String {
+    let mut out = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        out.push_str(&format!(
+            "  {} {} {} {}\n",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            state.unwrap_or("?"),
+            read("wchan")
+        ));
+    }
+    out
 }

@@ -443,3 +443,91 @@ fn windows_lie_on_the_persist_grid_and_every_tick_reaches_the_ring() {
     );
     assert!(ring.stats().windows >= 4);
 }
+
+/// A probe whose reads take a random while, up to `most`: around the deadline, so some
+/// finish in time, some overrun it and come back later.
+struct Jittery<T: Clone + Send> {
+    seed: u64,
+    most: Duration,
+    value: T,
+}
+impl<T: Clone + Send> Probe for Jittery<T> {
+    type Output = T;
+    fn name(&self) -> &'static str {
+        "jittery"
+    }
+    fn read(&mut self) -> Result<T, Error> {
+        // xorshift64: fixed seeds, the same run every time.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let micros = u64::try_from(self.most.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        std::thread::sleep(Duration::from_micros(self.seed % micros));
+        Ok(self.value.clone())
+    }
+}
+
+#[test]
+fn reads_that_overrun_at_random_never_stall_the_schedule() {
+    // Every family's read takes 0-40 ms against a 20 ms deadline and interval, for 5 s:
+    // overruns, spares, threads coming back and ticks skipped behind a stall, in every
+    // order. Snapshots keep coming all along.
+    let live = Duration::from_millis(20);
+    fn jittery<T: Clone + Send>(seed: u64, value: T) -> Jittery<T> {
+        Jittery {
+            seed,
+            most: Duration::from_millis(40),
+            value,
+        }
+    }
+    let engine = Engine::new(
+        Probes {
+            cpu: Box::new(jittery(
+                1,
+                CpuUsage {
+                    percent: Ok(1.0),
+                    times: probes::CpuTimes::default(),
+                },
+            )),
+            memory: Box::new(jittery(
+                2,
+                MemoryUsage {
+                    total_bytes: 4,
+                    available_bytes: 1,
+                },
+            )),
+            disk: Box::new(jittery(
+                3,
+                DiskUsage {
+                    total_bytes: 2,
+                    used_bytes: 1,
+                    free_bytes: 1,
+                },
+            )),
+            thermal: Box::new(jittery(4, 40.0)),
+        },
+        no_gpu(),
+        live,
+    )
+    .unwrap();
+    let (publish, rx) = watch::channel(None);
+    let running = crate::start(engine, NoBodies, live, publish, Default::default());
+    let start = Instant::now();
+    let (mut last, mut since) = (0, Instant::now());
+    while start.elapsed() < Duration::from_secs(5) {
+        let s = seq(&rx);
+        if s != last {
+            (last, since) = (s, Instant::now());
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(2),
+            "no snapshot for 2 s after {last} ({} probe threads)",
+            running.probe_threads()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(last >= 20, "{last} snapshots in 5 s");
+    running.stop();
+}
