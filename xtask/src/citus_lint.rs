@@ -45,9 +45,13 @@ const METRICS_TABLES: [&str; 5] = [
     "metrics_disk",
 ];
 
-/// Tables that would stay local (or become Citus reference tables) and so need no `host`.
-/// None today; a bookkeeping table added later goes here, with the reason beside it.
-const LOCAL_TABLES: &[&str] = &[];
+/// Tables that would stay local (or become Citus reference tables) and so need no `host`,
+/// each with the reason.
+const LOCAL_TABLES: &[&str] = &[
+    // One row per UTC day (which collector compacts it, V6): the fleet's bookkeeping, a
+    // handful of rows, read and written on the coordinator only.
+    "metrics_compaction",
+];
 
 /// The distribution column.
 const HOST: &str = "host";

@@ -11,6 +11,7 @@
 //! HTTP or configuration parsing. It never blocks the engine: the engine offers closed
 //! windows to the writer's [`Handle`] (a [`sampler::WindowSink`]) without waiting.
 
+mod compact;
 mod db;
 mod history;
 mod queue;
@@ -20,6 +21,7 @@ mod writer;
 use std::fmt;
 use std::time::Duration;
 
+pub use compact::{Compacted, compact_next};
 pub use db::{TABLES, WRITE, migrate, migrate_database};
 pub use history::HistoryReader;
 pub use queue::Queue;

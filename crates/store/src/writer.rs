@@ -58,7 +58,18 @@ pub fn spawn(
     // Room for bursts; the writer drains it into its own bounded queue at once.
     let (tx, rx) = mpsc::channel(256);
     let (status_tx, status_rx) = watch::channel(WriterStatus::default());
-    let task = tokio::spawn(Writer::new(config, pool, status_tx, rx).run());
+    // Closed days' indexes rebuilt once, by one collector of the fleet; it ends with the
+    // writer.
+    let compactor = tokio::spawn(crate::compact::run(
+        pool.clone(),
+        config.metrics_host.clone(),
+        config.password.clone(),
+    ));
+    let writer = Writer::new(config, pool, status_tx, rx);
+    let task = tokio::spawn(async move {
+        writer.run().await;
+        compactor.abort();
+    });
     Ok((Handle { tx }, status_rx, task))
 }
 

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod compact;
 mod history;
 mod schema;
 mod writer;

@@ -372,5 +372,8 @@ async fn existing_tables_become_day_partitions_with_every_row_once_while_a_fleet
         .get(0);
     assert!(may, "the grant was carried over");
     let applied = count(&a, "SELECT count(*) FROM refinery_schema_history").await;
-    assert_eq!(applied, 5, "each migration (V1–V5) recorded once");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(applied as usize, files, "each migration recorded once");
 }
